@@ -1,0 +1,7 @@
+"""``python -m dlexp``."""
+
+import sys
+
+from dlexp.cli import main
+
+sys.exit(main())

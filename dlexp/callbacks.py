@@ -1,0 +1,136 @@
+"""Callbacks (``conf/callbacks/*.yaml``) and the ones every run gets: history and reports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+from dlexp.io import atomic_write_text
+
+
+def build_callbacks(cfg: DictConfig | None, run_dir: Path) -> list[pl.Callback]:
+    """Instantiate every entry of the ``callbacks`` group; checkpoints go to ``run_dir``."""
+    callbacks = []
+    for node in (cfg or {}).values():
+        if node is None:
+            continue
+        callback = instantiate(node)
+        if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+            callback.dirpath = str(run_dir / "checkpoints")
+        callbacks.append(callback)
+    return callbacks
+
+
+def find_checkpoint_callback(callbacks: list[pl.Callback]) -> ModelCheckpoint | None:
+    """The first ModelCheckpoint that monitors a metric (it defines the "best" epoch)."""
+    return next(
+        (c for c in callbacks if isinstance(c, ModelCheckpoint) and c.monitor is not None), None
+    )
+
+
+class EpochHistory(pl.Callback):
+    """Records every epoch's train/val metrics and learning rate into ``epochs.csv``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        self._epoch_started = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        row: dict[str, Any] = {"epoch": trainer.current_epoch + 1}
+        for key, value in sorted(trainer.callback_metrics.items()):
+            if key.startswith(("train/", "val/")):
+                row[key] = round(float(value), 6)
+        for i, optimizer in enumerate(trainer.optimizers):
+            row["lr" if i == 0 else f"lr{i}"] = optimizer.param_groups[0]["lr"]
+        row["seconds"] = round(time.perf_counter() - self._epoch_started, 3)
+        self.rows.append(row)
+        self._write()
+
+    @rank_zero_only
+    def _write(self) -> None:
+        columns: list[str] = []
+        for row in self.rows:
+            columns += [k for k in row if k not in columns]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buffer.getvalue())
+
+    def best(self, monitor: str, mode: str) -> dict[str, Any] | None:
+        """The first epoch's row with the best ``monitor`` value."""
+        rows = [r for r in self.rows if monitor in r]
+        if not rows:
+            return None
+        pick = max if mode == "max" else min
+        return pick(rows, key=lambda r: r[monitor])
+
+
+class ConfusionMatrixReport(pl.Callback):
+    """After testing: the confusion matrix as CSV in the run dir and as a TensorBoard image."""
+
+    def __init__(self, run_dir: Path, class_names: list[str]) -> None:
+        self.path = run_dir / "confusion_matrix.csv"
+        self.class_names = class_names
+
+    @rank_zero_only
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        matrix = pl_module.test_confusion.compute().cpu()
+        lines = ["true\\pred," + ",".join(self.class_names)]
+        for name, row in zip(self.class_names, matrix.tolist(), strict=True):
+            lines.append(name + "," + ",".join(str(int(v)) for v in row))
+        atomic_write_text(self.path, "\n".join(lines) + "\n")
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_figure(
+                    "test/confusion_matrix",
+                    _confusion_figure(matrix, self.class_names),
+                    global_step=trainer.global_step,
+                )
+
+
+def _confusion_figure(matrix, class_names: list[str]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * n, 1 + 0.45 * n))
+    ax.imshow(matrix.numpy(), cmap="Blues")
+    ax.set_xticks(range(n), class_names, rotation=90 if n > 12 else 0)
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 20:
+        top = matrix.max().item() or 1
+        for (i, j), v in ((ij, int(matrix[ij])) for ij in _cells(n)):
+            ax.text(
+                j,
+                i,
+                v,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if v > top / 2 else "black",
+            )
+    fig.tight_layout()
+    return fig
+
+
+def _cells(n: int):
+    return ((i, j) for i in range(n) for j in range(n))

@@ -1,0 +1,45 @@
+"""Error types that map to dlexp's exit codes.
+
+* :class:`ConfigError`: bad input (unknown option, out-of-range value, missing file): exit 2.
+* :class:`TrainingError`: a run that started but could not finish: exit 1.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_TRAINING_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class DlexpError(Exception):
+    """Base class of the errors dlexp reports as one readable line."""
+
+    exit_code = EXIT_TRAINING_FAILED
+
+
+class ConfigError(DlexpError, ValueError):
+    """Bad user input: names the key, the value given and what is allowed."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={_show(value)}: {allowed}")
+
+
+class InputError(DlexpError):
+    """Bad input that is not a single config key (a missing file, a corrupt checkpoint)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class TrainingError(DlexpError):
+    """A failure during training (divergence, crash): the run records its status."""
+
+    exit_code = EXIT_TRAINING_FAILED
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str):
+        return repr(value) if (" " in value or value == "") else value
+    return repr(value) if not isinstance(value, (int, float, bool)) or value is None else str(value)

@@ -1,0 +1,91 @@
+"""The LightningModule for image classification: loss, metrics and optimizer wiring."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+)
+
+OptimizerFactory = Callable[[object], torch.optim.Optimizer]
+
+
+class ClassificationModule(pl.LightningModule):
+    """Cross-entropy classification of normalized images.
+
+    ``input_transform`` (the data's :class:`~dlexp.data.normalize.InputNormalizer`) turns the
+    uint8 batches into the model's input and is saved in every checkpoint with the model.
+    Metrics are logged as ``train/…``, ``val/…`` and ``test/…`` (loss, acc, f1); the test
+    confusion matrix is kept in :attr:`test_confusion` for the callbacks that report it.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        input_transform: nn.Module,
+        num_classes: int,
+        optimizer: OptimizerFactory,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.input_transform = input_transform
+        self.optimizer_factory = optimizer
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes, average="micro"),
+                "f1": MulticlassF1Score(num_classes, average="macro"),
+            }
+        )
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(self.input_transform(images))
+
+    def _step(
+        self, batch, stage: str, metrics: MetricCollection
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        images, targets = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, targets)
+        metrics.update(logits, targets)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=stage != "test",
+            batch_size=len(targets),
+        )
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        return loss, logits
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train", self.train_metrics)[0]
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        _, logits = self._step(batch, "test", self.test_metrics)
+        self.test_confusion.update(logits, batch[1])
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return torch.softmax(self(images), dim=1)
+
+    def configure_optimizers(self):
+        return self.optimizer_factory(self.parameters())

@@ -1,0 +1,168 @@
+"""Check a ``dlexp train`` command line before Hydra runs it.
+
+Every job the command line describes (each point of a multirun grid, including sweeps that
+an experiment file declares in ``hydra.sweeper.params``) is composed and validated, so bad
+input is reported as one line naming the key, the value and what is allowed, before any
+directory is created or any data is loaded.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from dlexp.config import CONF_DIR
+from dlexp.errors import DlexpError, InputError
+from dlexp.schema import validate
+
+MAX_CHECKED_JOBS = 512
+
+
+def check_command_line(
+    overrides: list[str],
+    *,
+    multirun: bool = False,
+    config_dir: str | None = None,
+    config_name: str = "config",
+) -> list[DictConfig]:
+    """Compose and validate every job of a command line; return their configs.
+
+    Raises :class:`~dlexp.errors.ConfigError` / :class:`~dlexp.errors.InputError`.
+    """
+    extra = [f"hydra.searchpath=[file://{Path(config_dir).resolve()}]"] if config_dir else []
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base=None, job_name="train"):
+        loader = GlobalHydra.instance().config_loader()
+        try:
+            parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)
+        except OverrideParseException as exc:
+            raise InputError(
+                f"{exc.override}: cannot parse this override ({_first(exc.message)})"
+            ) from None
+        fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+        swept = [o for o in parsed if o.is_sweep_override()]
+        if swept and not multirun:
+            o = swept[0]
+            raise InputError(
+                f"{o.input_line}: a list of values is a sweep; add -m/--multirun to run one job "
+                f"per value, or write {o.get_key_element()}=[...] for a list"
+            )
+        base = _compose(config_name, fixed + extra, overrides)
+        jobs = [fixed]
+        if multirun:
+            jobs = _expand_sweep(base, overrides, loader)
+        configs = []
+        for job in jobs[:MAX_CHECKED_JOBS]:
+            cfg = base if job == fixed else _compose(config_name, job + extra, overrides)
+            configs.append(_validated(cfg))
+        return configs
+
+
+def _expand_sweep(base: DictConfig, overrides: list[str], loader) -> list[list[str]]:
+    """The override lists of a basic-sweeper grid (config-declared params, then the CLI's)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    sweeper = base.hydra.sweeper
+    declared = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return [[o for o in overrides if "," not in o]]  # other sweepers draw their own points
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(declared + overrides)
+    try:
+        return BasicSweeper.split_arguments(parsed, None)[0]
+    except Exception as exc:  # e.g. range() / interval() given to the grid sweeper
+        raise InputError(f"sweep: {_first(str(exc))}") from None
+
+
+def _compose(config_name: str, job: list[str], all_overrides: list[str]) -> DictConfig:
+    try:
+        return compose(config_name, overrides=job, return_hydra_config=True)
+    except Exception as exc:  # Hydra reports composition errors with several exception types
+        raise InputError(explain(exc, all_overrides)) from None
+
+
+def _validated(cfg: DictConfig) -> DictConfig:
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    try:
+        validate(cfg)
+    except DlexpError:
+        raise
+    except OmegaConfBaseException as exc:
+        raise InputError(explain(exc, [])) from None
+    return cfg
+
+
+# -- turning Hydra's and OmegaConf's messages into one line ----------------------------------
+
+_TYPE_WORDS = {
+    "Integer": "an integer",
+    "Float": "a number",
+    "Boolean": "true or false",
+    "String": "a string",
+}
+
+
+def explain(exc: BaseException, overrides: list[str]) -> str:
+    """One readable line for a composition error, naming the override it comes from."""
+    if isinstance(exc, DlexpError):
+        return str(exc)
+    if isinstance(exc, MissingConfigException) and exc.options is not None:
+        group = (exc.missing_cfg_file or "").rsplit("/", 1)[0]
+        wanted = _override_for(group, overrides) or exc.missing_cfg_file
+        options = ", ".join(o for o in sorted(exc.options) if not o.startswith("_"))
+        return f"{wanted}: no such option in group '{group}'; available: {options}"
+    cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
+    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+        key = cause.full_key
+        given = _override_for(key, overrides) or key
+        msg = _first(str(cause.msg if hasattr(cause, "msg") else cause))
+        if "not in" in msg or "Key '" in msg:
+            known = _known_keys(cause)
+            hint = f"; keys there: {known}" if known else ""
+            return f"{given}: unknown key '{key}'{hint}"
+        match = re.search(r"converted to (\w+)", msg)
+        if match:
+            return f"{given}: {key} must be {_TYPE_WORDS.get(match.group(1), match.group(1))}"
+        return f"{given}: {msg}"
+    text = str(exc)
+    if "Ambiguous value for argument" in text:
+        return f"{_first(text)}: add -m/--multirun to sweep, or write key=[a,b] for a list"
+    if "Could not append to config" in text:
+        key = re.search(r"at '([^']+)'", text)
+        return f"+{key.group(1) if key else '?'}: the key exists already; drop the '+'"
+    if "Could not delete from config" in text or "Could not override" in text:
+        return _first(text)
+    if isinstance(exc, (OSError, ValueError)) and "yaml" in text.lower():
+        return f"malformed YAML: {_first(text)}"
+    return _first(text)
+
+
+def _override_for(key: str, overrides: list[str]) -> str | None:
+    for o in overrides:
+        name = o.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
+        if name == key:
+            return o
+    return None
+
+
+def _known_keys(cause: OmegaConfBaseException) -> str:
+    node = getattr(cause, "parent_node", None)
+    if node is None:
+        return ""
+    try:
+        return ", ".join(str(k) for k in node if not str(k).startswith("_"))
+    except Exception:
+        return ""
+
+
+def _first(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else ""

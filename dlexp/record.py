@@ -1,0 +1,51 @@
+"""``metrics.json``: the record of one run, rewritten atomically at every change of status."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from dlexp.io import atomic_write_json
+
+STATUSES = ("running", "completed", "failed", "diverged", "interrupted")
+
+
+def versions() -> dict[str, str]:
+    """Versions of dlexp and the libraries a result depends on."""
+    import pytorch_lightning
+    import torch
+    import torchvision
+
+    import dlexp
+
+    return {
+        "dlexp": dlexp.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "pytorch_lightning": pytorch_lightning.__version__,
+        "python": platform.python_version(),
+    }
+
+
+class RunRecord:
+    """The fields of ``metrics.json``; :meth:`save` writes them to ``run_dir/metrics.json``."""
+
+    def __init__(self, run_dir: Path, overrides: list[str], started: float) -> None:
+        self.path = run_dir / "metrics.json"
+        self.started = started
+        self.data: dict[str, Any] = {
+            "status": "running",
+            "run_dir": str(run_dir),
+            "overrides": list(overrides),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "versions": versions(),
+        }
+
+    def save(self, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` in, refresh the wall time and write the file."""
+        self.data.update(fields)
+        self.data["wall_seconds"] = round(time.time() - self.started, 3)
+        atomic_write_json(self.path, self.data)
+        return self.data

@@ -1,0 +1,105 @@
+"""Typed config schemas: fields with declared constraints, and the validator checking them.
+
+Each config group's dataclasses live beside the code that consumes them (``dlexp/data``,
+``dlexp/models``, ``dlexp/optim.py`` …) and declare their constraints with :func:`param`.
+:func:`validate` walks a composed config, checks every declared constraint and calls each
+schema's optional ``check(key)`` hook for rules that span several fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from dlexp.errors import ConfigError
+
+_MISSING = dataclasses.MISSING
+
+
+def param(
+    default: Any = _MISSING,
+    *,
+    factory: Any = _MISSING,
+    choices: Sequence[Any] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    each: bool = False,
+) -> Any:
+    """A dataclass field with constraints checked by :func:`validate`.
+
+    ``each=True`` applies the numeric bounds / choices to every item of a list value.
+    """
+    meta = {
+        k: v for k, v in dict(choices=choices, ge=ge, gt=gt, le=le, lt=lt).items() if v is not None
+    }
+    meta["each"] = each
+    if factory is not _MISSING:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def describe_bounds(meta: dict[str, Any]) -> str:
+    """Human text for a field's allowed values, e.g. ``'a number in [0, 1)'``."""
+    if "choices" in meta:
+        return "one of: " + ", ".join(str(c) for c in meta["choices"])
+    lo = f"[{meta['ge']}" if "ge" in meta else f"({meta['gt']}" if "gt" in meta else "(-inf"
+    hi = f"{meta['le']}]" if "le" in meta else f"{meta['lt']})" if "lt" in meta else "inf)"
+    if "ge" in meta and "le" not in meta and "lt" not in meta:
+        return f">= {meta['ge']}"
+    if "gt" in meta and "le" not in meta and "lt" not in meta:
+        return f"> {meta['gt']}"
+    return f"a number in {lo}, {hi}"
+
+
+def _in_bounds(value: Any, meta: dict[str, Any]) -> bool:
+    if "choices" in meta:
+        return value in meta["choices"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True  # type checks belong to OmegaConf; None means "not set"
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    return not (
+        ("ge" in meta and value < meta["ge"])
+        or ("gt" in meta and value <= meta["gt"])
+        or ("le" in meta and value > meta["le"])
+        or ("lt" in meta and value >= meta["lt"])
+    )
+
+
+def check_value(key: str, value: Any, meta: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` if ``value`` breaks the constraints in ``meta``."""
+    if value is None or not any(k in meta for k in ("choices", "ge", "gt", "le", "lt")):
+        return
+    items = list(value) if meta.get("each") and isinstance(value, (list, ListConfig)) else [value]
+    for item in items:
+        if not _in_bounds(item, meta):
+            raise ConfigError(key, _plain(value), f"must be {describe_bounds(meta)}")
+
+
+def validate(cfg: DictConfig, prefix: str = "") -> None:
+    """Check every declared constraint and ``check`` hook in ``cfg``; raise :class:`ConfigError`."""
+    schema = OmegaConf.get_type(cfg)
+    if dataclasses.is_dataclass(schema):
+        for f in dataclasses.fields(schema):
+            if f.name in cfg and not OmegaConf.is_missing(cfg, f.name):
+                check_value(prefix + f.name, cfg[f.name], dict(f.metadata))
+    for key in cfg:
+        if OmegaConf.is_missing(cfg, key):
+            raise ConfigError(prefix + str(key), "???", "is required but was not set")
+        child = cfg._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_none():
+            validate(child, f"{prefix}{key}.")
+    if dataclasses.is_dataclass(schema) and hasattr(schema, "check"):
+        OmegaConf.to_object(cfg).check(prefix.rstrip("."))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value

@@ -1,0 +1,64 @@
+"""The Lightning Trainer (``conf/trainer/*.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from dlexp.schema import param
+
+PRECISIONS = (
+    "32",
+    "32-true",
+    "16-mixed",
+    "bf16-mixed",
+    "64",
+    "64-true",
+    "16-true",
+    "bf16-true",
+)
+
+
+@dataclass
+class TrainerConfig:
+    """Arguments of :class:`pytorch_lightning.Trainer` that dlexp exposes."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: Any = "auto"
+    num_nodes: int = param(1, ge=1)
+    precision: str = param("32-true", choices=PRECISIONS)
+    max_epochs: int = param(15, ge=1)
+    min_epochs: int | None = param(None, ge=1)
+    max_time: str | None = None
+    deterministic: bool = False
+    benchmark: bool | None = None
+    gradient_clip_val: float | None = param(None, ge=0)
+    gradient_clip_algorithm: str = param("norm", choices=("norm", "value"))
+    accumulate_grad_batches: int = param(1, ge=1)
+    check_val_every_n_epoch: int = param(1, ge=1)
+    log_every_n_steps: int = param(10, ge=1)
+    limit_train_batches: float | None = param(None, gt=0)
+    limit_val_batches: float | None = param(None, ge=0)
+    limit_test_batches: float | None = param(None, gt=0)
+    num_sanity_val_steps: int = param(2, ge=-1)
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = True
+    fast_dev_run: bool = False
+
+
+def build_trainer(
+    cfg: DictConfig, *, callbacks: list[pl.Callback], loggers: list, run_dir: Path
+) -> pl.Trainer:
+    """A Trainer from the ``trainer`` node; unset (None) limits keep Lightning's defaults."""
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if v is not None}
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        if key in kwargs and float(kwargs[key]).is_integer() and kwargs[key] > 1:
+            kwargs[key] = int(kwargs[key])  # a whole number > 1 is a batch count
+    return pl.Trainer(
+        **kwargs, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir)
+    )
