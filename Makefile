@@ -1,0 +1,43 @@
+# dlexp: `make train` runs the default experiment, `make test` the fast test suite.
+# Both create the virtual environment first when it is missing or out of date.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.dlexp-installed
+ARGS   ?=
+
+.PHONY: install train test test-all lint format tensorboard bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+train: install
+	$(BIN)/dlexp train $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+test-all: install
+	$(BIN)/python -m pytest -q $(ARGS)
+
+lint: install
+	$(BIN)/ruff check dlexp tests bench
+	$(BIN)/ruff format --check dlexp tests bench
+
+format: install
+	$(BIN)/ruff format dlexp tests bench
+	$(BIN)/ruff check --fix dlexp tests bench
+
+tensorboard: install
+	$(BIN)/tensorboard --logdir outputs --port 6006
+
+bench: install
+	$(BIN)/python bench/default_run.py
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache lightning_logs multirun
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

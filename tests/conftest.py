@@ -1,0 +1,68 @@
+"""Shared test helpers: run dlexp in-process or as a real subprocess, read run outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Small, quiet runs for tests: two epochs, no progress bar, no model summary.
+QUICK = [
+    "trainer.max_epochs=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.accelerator=cpu",
+]
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m dlexp ARGS`` in a fresh process (exit codes, stderr, signals)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, "-m", "dlexp", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def run_inprocess(*args: str, cwd: Path, capsys=None) -> int:
+    """Run ``dlexp ARGS`` in this process (fast: imports are paid once)."""
+    from dlexp.cli import main
+
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        return main(list(args))
+    finally:
+        os.chdir(old)
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def only_run_dir(root: Path) -> Path:
+    """The single run directory under ``root/outputs/runs``."""
+    runs = sorted((root / "outputs" / "runs").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+@pytest.fixture
+def mnist_root(tmp_path: Path) -> Path:
+    """A writable data root holding the official MNIST files (skip when the copy is absent)."""
+    raw = SHARED_DATA / "MNIST" / "raw"
+    if not raw.is_dir():
+        pytest.skip(f"no MNIST files in {raw}")
+    target = tmp_path / "data" / "MNIST" / "raw"
+    target.mkdir(parents=True)
+    for f in raw.iterdir():
+        (target / f.name).symlink_to(f)
+    return tmp_path / "data"
