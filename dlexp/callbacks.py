@@ -44,7 +44,12 @@ class EpochHistory(pl.Callback):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.rows: list[dict[str, Any]] = []
+        self.first_step_at: float | None = None  # unix time of the first training batch
         self._epoch_started = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if self.first_step_at is None:
+            self.first_step_at = time.time()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_started = time.perf_counter()

@@ -6,13 +6,21 @@ commands take ``key=value`` arguments. Exit codes: 0 success, 1 training failure
 
 from __future__ import annotations
 
+import argparse
 import logging
 import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from dlexp.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_TRAINING_FAILED, DlexpError
+from dlexp.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_TRAINING_FAILED,
+    ConfigError,
+    DlexpError,
+    InputError,
+)
 
 log = logging.getLogger("dlexp")
 
@@ -20,6 +28,7 @@ USAGE = """usage: dlexp <command> [arguments]
 
 commands:
   train [overrides]   train (and test) one configuration; -m for a sweep; --help for the groups
+  report PATHS        summary tables, seed groups and plots of a sweep dir or run dirs
   help                show this message
 
 Exit codes: 0 success, 1 training failure, 2 bad input.
@@ -58,10 +67,11 @@ def train_command(args: list[str]) -> int:
     """``dlexp train [hydra overrides]``: check the command line, then hand it to Hydra."""
     from hydra._internal.utils import get_args_parser
 
-    from dlexp.config import register_configs
+    from dlexp.config import new_run_id, register_configs
     from dlexp.preflight import check_command_line
 
     register_configs()
+    new_run_id()
     parsed = get_args_parser().parse_args(args)
     if not any(flag in args for flag in _HYDRA_INFO_FLAGS):
         check_command_line(
@@ -71,7 +81,7 @@ def train_command(args: list[str]) -> int:
             config_name=parsed.config_name or "config",
         )
     statuses: list[str] = []
-    _run_hydra(args, lambda cfg: statuses.append(_train_job(cfg)))
+    _run_hydra(args, lambda cfg: _train_job(cfg, statuses))
     failed = [s for s in statuses if s not in ("completed",)]
     if parsed.multirun and statuses:
         print(
@@ -98,8 +108,13 @@ def _run_hydra(args: list[str], task: Callable) -> None:
         sys.argv = saved
 
 
-def _train_job(cfg) -> str:
-    """Run one job inside Hydra; return its status. Errors are reported, never raised."""
+def _train_job(cfg, statuses: list[str]) -> float:
+    """Run one job inside Hydra; record its status and return its objective.
+
+    The objective (the monitored validation metric at the best epoch, NaN when the job did not
+    complete) is what sweepers such as Optuna optimize. Errors are reported, never raised, so
+    a failing job never stops a sweep.
+    """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -107,27 +122,72 @@ def _train_job(cfg) -> str:
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    status, error = "failed", ""
     try:
-        record = train(cfg, run_dir, list(hydra_cfg.overrides.task))
+        record = train(cfg, run_dir, overrides)
+        statuses.append(record["status"])
         log.info("run %s: %s (test %s)", record["status"], run_dir, record.get("test"))
-        return record["status"]
+        return float(record["best"].get(record["monitor"]["metric"], float("nan")))
     except DlexpError as exc:
-        print(f"error: dlexp train: {exc}", file=sys.stderr)
+        error = str(exc)
+        print(f"error: dlexp train: {error}", file=sys.stderr)
         if exc.exit_code == EXIT_BAD_INPUT:
+            status = "bad_input"
             if not multirun and not (run_dir / "metrics.json").exists():
                 shutil.rmtree(run_dir, ignore_errors=True)  # leave nothing that looks like a run
-            return "bad_input"
-        return "failed"
     except Exception as exc:  # a bug or an unexpected library error: record, do not crash a sweep
+        error = f"{type(exc).__name__}: {exc}"
         log.debug("unexpected error", exc_info=True)
-        print(
-            f"error: {type(exc).__name__}: {exc} (traceback in {run_dir}/train.log)",
-            file=sys.stderr,
+        print(f"error: {error} (traceback in {run_dir}/train.log)", file=sys.stderr)
+    statuses.append(status)
+    if multirun and not (run_dir / "metrics.json").exists():
+        from dlexp.io import atomic_write_json
+
+        atomic_write_json(
+            run_dir / "metrics.json", {"status": "failed", "error": error, "overrides": overrides}
         )
-        return "failed"
+    return float("nan")
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports bad arguments as one :class:`InputError` line (exit 2)."""
+
+    def error(self, message: str):
+        raise InputError(f"{message} (see: dlexp {self.prog.split()[-1]} --help)")
+
+
+def report_command(args: list[str]) -> int:
+    """``dlexp report <sweep dir | run dirs…>``: summary, seed groups, plots and report.md."""
+    parser = _ArgumentParser(prog="dlexp report", description=report_command.__doc__)
+    parser.add_argument("paths", nargs="+", type=Path, help="a sweep dir or run dirs")
+    parser.add_argument(
+        "--metric",
+        default="test/acc",
+        help="the final metric to compare (default test/acc; val/acc, test/f1…)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write (default: the sweep dir, or . for several paths)",
+    )
+    parsed = parser.parse_args(args)
+    from dlexp.reports.report import build_report
+    from dlexp.reports.summary import METRIC_COLUMNS
+
+    if parsed.metric not in METRIC_COLUMNS:
+        raise ConfigError("--metric", parsed.metric, "must be one of: " + ", ".join(METRIC_COLUMNS))
+    path = build_report(parsed.paths, parsed.out, parsed.metric)
+    print(f"report: {path}")
+    return EXIT_OK
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": train_command,
+    "report": report_command,
 }

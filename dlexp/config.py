@@ -21,7 +21,23 @@ from dlexp.schema import param
 from dlexp.trainer import TrainerConfig
 
 CONF_DIR = Path(os.environ.get("DLEXP_CONF_DIR", Path(__file__).resolve().parent.parent / "conf"))
-RUN_ID = time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + secrets.token_hex(3)
+_run_id = ""
+
+
+def new_run_id() -> str:
+    """A fresh ``<date>_<time>_<random>`` name for the next run or sweep directory.
+
+    The random suffix keeps runs started in the same second (or on several machines
+    writing to one file system) apart.
+    """
+    global _run_id
+    _run_id = time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + secrets.token_hex(3)
+    return _run_id
+
+
+def current_run_id() -> str:
+    """The name ``${run_id:}`` resolves to (set by :func:`new_run_id`)."""
+    return _run_id or new_run_id()
 
 
 @dataclass
@@ -53,7 +69,7 @@ def register_configs() -> None:
         for name, schema in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=schema)
     if not OmegaConf.has_resolver("run_id"):
-        OmegaConf.register_new_resolver("run_id", lambda: RUN_ID)
+        OmegaConf.register_new_resolver("run_id", current_run_id)
 
 
 def to_yaml(cfg: DictConfig) -> str:

@@ -1,14 +1,71 @@
-"""Loggers (``conf/logger/*.yaml``): Lightning loggers writing into the run directory."""
+"""Loggers (``conf/logger/*.yaml``) and what dlexp reports to them beyond Lightning's scalars."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
-from pytorch_lightning.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
 
 def build_loggers(cfg: DictConfig | None, run_dir: Path) -> list[Logger]:
     """Instantiate every entry of the ``logger`` group with ``save_dir=run_dir``."""
     return [instantiate(node, save_dir=str(run_dir)) for node in (cfg or {}).values() if node]
+
+
+def _tensorboards(loggers) -> list[TensorBoardLogger]:
+    return [lg for lg in loggers if isinstance(lg, TensorBoardLogger)]
+
+
+class SampleImages(pl.Callback):
+    """Logs a grid of the first training batch as the model receives it (after augmentation)."""
+
+    def __init__(self, count: int = 64) -> None:
+        self.count = count
+        self.done = False
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if self.done or not trainer.is_global_zero:
+            return
+        self.done = True
+        from torchvision.utils import make_grid
+
+        images = batch[0][: self.count].detach().cpu()
+        images = images.float() / 255 if images.dtype == torch.uint8 else images
+        grid = make_grid(images, nrow=8, normalize=images.dtype != torch.uint8, pad_value=1.0)
+        for logger in _tensorboards(trainer.loggers):
+            logger.experiment.add_image("train/samples", grid, global_step=0)
+
+
+def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The config as ``{"model.dropout": 0.2, …}`` with scalar values (lists as text)."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            key = prefix.rstrip(".")
+            flat[key] = node if isinstance(node, (int, float, str, bool)) else str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return {k: v for k, v in flat.items() if not k.startswith(("callbacks.", "logger."))}
+
+
+def log_final_hparams(loggers, cfg: DictConfig, record: dict[str, Any]) -> None:
+    """Fill TensorBoard's HParams dashboard: this run's hyperparameters with its final metrics.
+
+    The metrics are written as ``hp/*`` scalars (best val metrics, test metrics, epochs), which
+    the dashboard shows beside each run's hyperparameters.
+    """
+    metrics = {f"hp/best_{k.replace('/', '_')}": v for k, v in record.get("best", {}).items()}
+    metrics.update({f"hp/{k.replace('/', '_')}": v for k, v in record.get("test", {}).items()})
+    metrics["hp/epochs"] = record.get("epochs", 0)
+    for logger in _tensorboards(loggers):
+        logger.log_hyperparams(flat_hparams(cfg), metrics)
+        logger.experiment.flush()

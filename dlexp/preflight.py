@@ -146,6 +146,7 @@ def explain(exc: BaseException, overrides: list[str]) -> str:
 
 
 def _override_for(key: str, overrides: list[str]) -> str | None:
+    key = key.split("[", 1)[0]  # list items: model.hidden_sizes[1] -> model.hidden_sizes
     for o in overrides:
         name = o.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
         if name == key:

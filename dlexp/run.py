@@ -24,7 +24,7 @@ from dlexp.config import to_yaml
 from dlexp.data import build_datamodule
 from dlexp.errors import TrainingError
 from dlexp.io import atomic_write_text
-from dlexp.loggers import build_loggers
+from dlexp.loggers import SampleImages, build_loggers, log_final_hparams
 from dlexp.models import build_model
 from dlexp.module import ClassificationModule
 from dlexp.record import RunRecord
@@ -55,13 +55,9 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     )
     history = EpochHistory(run_dir / "epochs.csv")
     callbacks = build_callbacks(cfg.callbacks, run_dir)
-    callbacks += [history, ConfusionMatrixReport(run_dir, datamodule.class_names)]
-    trainer = build_trainer(
-        cfg.trainer,
-        callbacks=callbacks,
-        loggers=build_loggers(cfg.logger, run_dir),
-        run_dir=run_dir,
-    )
+    callbacks += [history, ConfusionMatrixReport(run_dir, datamodule.class_names), SampleImages()]
+    loggers = build_loggers(cfg.logger, run_dir)
+    trainer = build_trainer(cfg.trainer, callbacks=callbacks, loggers=loggers, run_dir=run_dir)
 
     atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     record.save(
@@ -90,7 +86,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
 
     monitor, mode = (checkpoint.monitor, checkpoint.mode) if checkpoint else ("val/loss", "min")
     best = history.best(monitor, mode) or {}
-    return record.save(
+    record.save(
         status="completed",
         epochs=len(history.rows),
         best_epoch=best.get("epoch"),
@@ -98,4 +94,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         best={k: v for k, v in best.items() if k.startswith("val/")},
         test={k: round(float(v), 6) for k, v in (tested[0] if tested else {}).items()},
         best_checkpoint=best_path,
+        first_step_at=history.first_step_at,
     )
+    log_final_hparams(loggers, cfg, record.data)
+    return record.data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,16 @@ class TrainerConfig:
     enable_progress_bar: bool = True
     enable_model_summary: bool = True
     fast_dev_run: bool = False
+
+
+class _DropAdvertisements(logging.Filter):
+    """Drops Lightning's "Tip: try installing <service>" messages from the console and log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropAdvertisements())
 
 
 def build_trainer(

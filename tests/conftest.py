@@ -28,7 +28,11 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(
         [sys.executable, "-m", "dlexp", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -66,3 +70,17 @@ def mnist_root(tmp_path: Path) -> Path:
     for f in raw.iterdir():
         (target / f.name).symlink_to(f)
     return tmp_path / "data"
+
+
+class ExplodeAtEpoch:
+    """A Lightning callback that raises at the start of epoch ``epoch`` (a job forced to fail)."""
+
+    def __new__(cls, epoch: int):
+        import pytorch_lightning as pl
+
+        class _Explode(pl.Callback):
+            def on_train_epoch_start(self, trainer, pl_module):
+                if trainer.current_epoch + 1 >= epoch:
+                    raise RuntimeError(f"exploding at epoch {epoch} as the test asked")
+
+        return _Explode()

@@ -1,0 +1,1 @@
+"""Reading runs back and reporting on them: sweep summaries, `dlexp report`."""

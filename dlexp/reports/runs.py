@@ -1,0 +1,107 @@
+"""Reading finished runs back: run directories, their overrides and metrics."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlexp.errors import InputError
+
+# Overrides that name where a run goes or how it talks, not what it is.
+_NOT_A_FACTOR = ("hydra.", "trainer.enable_progress_bar", "trainer.enable_model_summary")
+
+
+@dataclass
+class Run:
+    """One run directory as read back from disk."""
+
+    path: Path
+    metrics: dict[str, Any]
+    overrides: dict[str, str]
+    epochs: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.metrics.get("status", "missing")
+
+    def value(self, metric: str) -> float | None:
+        """A final metric: ``test/…`` from the test, ``val/…`` at the best epoch."""
+        section = "test" if metric.startswith("test/") else "best"
+        value = self.metrics.get(section, {}).get(metric)
+        return None if value is None else float(value)
+
+
+def parse_overrides(lines: list[str]) -> dict[str, str]:
+    """``["model=mlp", "+x=1", "~y"]`` -> ``{"model": "mlp", "x": "1", "~y": ""}``."""
+    parsed = {}
+    for line in lines:
+        key, _, value = line.partition("=")
+        key = key.lstrip("+") if not key.startswith("~") else key
+        if not key.startswith(_NOT_A_FACTOR):
+            parsed[key] = value
+    return parsed
+
+
+def read_run(path: Path) -> Run:
+    """Read ``metrics.json`` (or Hydra's overrides when the job died early) and ``epochs.csv``."""
+    metrics_file = path / "metrics.json"
+    metrics: dict[str, Any] = {}
+    if metrics_file.is_file():
+        try:
+            metrics = json.loads(metrics_file.read_text())
+        except json.JSONDecodeError:
+            metrics = {"status": "corrupt"}
+    overrides = metrics.get("overrides")
+    if overrides is None:
+        overrides = _hydra_overrides(path)
+    epochs = []
+    if (path / "epochs.csv").is_file():
+        with open(path / "epochs.csv", newline="") as f:
+            epochs = [
+                {k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(f)
+            ]
+    return Run(path, metrics, parse_overrides(overrides), epochs)
+
+
+def _hydra_overrides(path: Path) -> list[str]:
+    file = path / ".hydra" / "overrides.yaml"
+    if not file.is_file():
+        return []
+    import yaml
+
+    return list(yaml.safe_load(file.read_text()) or [])
+
+
+def find_runs(paths: list[Path]) -> list[Run]:
+    """Runs under each path: a run dir itself, or a sweep dir holding numbered job dirs."""
+    runs: list[Run] = []
+    for path in paths:
+        if not path.is_dir():
+            raise InputError(f"{path}: no such directory (give a sweep dir or run dirs)")
+        if _is_run(path):
+            runs.append(read_run(path))
+            continue
+        jobs = sorted(
+            (p for p in path.iterdir() if p.is_dir() and _is_run(p)),
+            key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name),
+        )
+        if not jobs:
+            raise InputError(f"{path}: holds no runs (no metrics.json and no job directories)")
+        runs.extend(read_run(p) for p in jobs)
+    return runs
+
+
+def _is_run(path: Path) -> bool:
+    return (path / "metrics.json").is_file() or (path / ".hydra").is_dir()
+
+
+def varying_keys(runs: list[Run]) -> list[str]:
+    """Override keys whose value is not the same in every run, in first-seen order."""
+    keys: list[str] = []
+    for run in runs:
+        keys += [k for k in run.overrides if k not in keys]
+    return [k for k in keys if len({run.overrides.get(k) for run in runs}) > 1]
