@@ -73,23 +73,31 @@ def train_command(args: list[str]) -> int:
     register_configs()
     new_run_id()
     parsed = get_args_parser().parse_args(args)
-    if not any(flag in args for flag in _HYDRA_INFO_FLAGS):
-        check_command_line(
-            parsed.overrides,
-            multirun=parsed.multirun,
-            config_dir=parsed.config_dir,
-            config_name=parsed.config_name or "config",
-        )
+    if any(flag in args for flag in _HYDRA_INFO_FLAGS):
+        _run_hydra(args, lambda cfg: None)
+        return EXIT_OK
+    checked = check_command_line(
+        parsed.overrides,
+        multirun=parsed.multirun,
+        config_dir=parsed.config_dir,
+        config_name=parsed.config_name or "config",
+    )
+    from dlexp.reports.hydra_callback import SweepSummary
+
+    SweepSummary.last_rows = []
     statuses: list[str] = []
     _run_hydra(args, lambda cfg: _train_job(cfg, statuses))
+    if checked.multirun:
+        # Launchers that run jobs in other processes (joblib, SLURM) report through the disk.
+        statuses = [row["status"] for row in SweepSummary.last_rows] or statuses
     failed = [s for s in statuses if s not in ("completed",)]
-    if parsed.multirun and statuses:
+    if checked.multirun and statuses:
         print(
             f"sweep: {len(statuses) - len(failed)} of {len(statuses)} jobs completed"
             + (f", {len(failed)} failed" if failed else ""),
             file=sys.stderr,
         )
-    if "bad_input" in statuses and not parsed.multirun:
+    if "bad_input" in statuses and not checked.multirun:
         return EXIT_BAD_INPUT
     return EXIT_TRAINING_FAILED if failed else EXIT_OK
 

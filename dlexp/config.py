@@ -21,23 +21,23 @@ from dlexp.schema import param
 from dlexp.trainer import TrainerConfig
 
 CONF_DIR = Path(os.environ.get("DLEXP_CONF_DIR", Path(__file__).resolve().parent.parent / "conf"))
-_run_id = ""
+RUN_ID_ENV = "DLEXP_RUN_ID"
 
 
 def new_run_id() -> str:
     """A fresh ``<date>_<time>_<random>`` name for the next run or sweep directory.
 
     The random suffix keeps runs started in the same second (or on several machines
-    writing to one file system) apart.
+    writing to one file system) apart. It is kept in the environment so that the processes
+    a launcher starts for the jobs (joblib, SLURM, DDP ranks) resolve the same directory.
     """
-    global _run_id
-    _run_id = time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + secrets.token_hex(3)
-    return _run_id
+    os.environ[RUN_ID_ENV] = time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + secrets.token_hex(3)
+    return os.environ[RUN_ID_ENV]
 
 
 def current_run_id() -> str:
     """The name ``${run_id:}`` resolves to (set by :func:`new_run_id`)."""
-    return _run_id or new_run_id()
+    return os.environ.get(RUN_ID_ENV) or new_run_id()
 
 
 @dataclass

@@ -9,6 +9,7 @@ directory is created or any data is loaded.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -25,16 +26,25 @@ from dlexp.schema import validate
 MAX_CHECKED_JOBS = 512
 
 
+@dataclass
+class CheckedCommand:
+    """The validated configs of every job a command line describes."""
+
+    configs: list[DictConfig]
+    multirun: bool
+
+
 def check_command_line(
     overrides: list[str],
     *,
     multirun: bool = False,
     config_dir: str | None = None,
     config_name: str = "config",
-) -> list[DictConfig]:
-    """Compose and validate every job of a command line; return their configs.
+) -> CheckedCommand:
+    """Compose and validate every job of a command line.
 
-    Raises :class:`~dlexp.errors.ConfigError` / :class:`~dlexp.errors.InputError`.
+    ``multirun`` is the command line's ``-m``; a config may also set ``hydra.mode: MULTIRUN``
+    (e.g. an ``hparams_search`` file). Raises :class:`~dlexp.errors.DlexpError` subclasses.
     """
     extra = [f"hydra.searchpath=[file://{Path(config_dir).resolve()}]"] if config_dir else []
     GlobalHydra.instance().clear()
@@ -48,31 +58,35 @@ def check_command_line(
             ) from None
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
         swept = [o for o in parsed if o.is_sweep_override()]
+        base = _compose(config_name, fixed + extra, overrides)
+        multirun = multirun or str(base.hydra.get("mode")) in ("MULTIRUN", "RunMode.MULTIRUN")
         if swept and not multirun:
             o = swept[0]
             raise InputError(
                 f"{o.input_line}: a list of values is a sweep; add -m/--multirun to run one job "
                 f"per value, or write {o.get_key_element()}=[...] for a list"
             )
-        base = _compose(config_name, fixed + extra, overrides)
-        jobs = [fixed]
-        if multirun:
-            jobs = _expand_sweep(base, overrides, loader)
+        jobs = _expand_sweep(base, fixed, overrides, loader) if multirun else [fixed]
         configs = []
         for job in jobs[:MAX_CHECKED_JOBS]:
             cfg = base if job == fixed else _compose(config_name, job + extra, overrides)
             configs.append(_validated(cfg))
-        return configs
+        return CheckedCommand(configs, multirun)
 
 
-def _expand_sweep(base: DictConfig, overrides: list[str], loader) -> list[list[str]]:
-    """The override lists of a basic-sweeper grid (config-declared params, then the CLI's)."""
+def _expand_sweep(
+    base: DictConfig, fixed: list[str], overrides: list[str], loader
+) -> list[list[str]]:
+    """The override lists of a basic-sweeper grid (config-declared params, then the CLI's).
+
+    Other sweepers (Optuna) draw their own points: only the fixed part is checked up front.
+    """
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
     sweeper = base.hydra.sweeper
-    declared = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
     if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
-        return [[o for o in overrides if "," not in o]]  # other sweepers draw their own points
+        return [fixed]
+    declared = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
     parsed = OverridesParser.create(config_loader=loader).parse_overrides(declared + overrides)
     try:
         return BasicSweeper.split_arguments(parsed, None)[0]

@@ -167,3 +167,60 @@ def test_report_command_errors_are_one_line(tmp_path, capsys):
     assert "nope: no such directory" in err[0]
     assert "--metric=val/zzz: must be one of: val/acc" in err[1]
     assert "the following arguments are required: paths" in err[2]
+
+
+def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
+    import yaml
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    code = run_inprocess(
+        "train",
+        "+hparams_search=lenet5_optuna",
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweeper.storage={storage}",
+        *QUICK,
+        cwd=tmp_path,
+    )
+    assert code == 0
+    sweep = only_sweep_dir(tmp_path)
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert set(results["best_params"]) == {"optimizer.lr", "data.batch_size", "model.dropout"}
+    jobs = [read_metrics(sweep / str(i)) for i in range(3)]
+    assert results["best_value"] == pytest.approx(max(m["best"]["val/acc"] for m in jobs))
+    assert (tmp_path / "optuna.db").stat().st_size > 0
+
+
+def test_launcher_configs_compose():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from dlexp.config import CONF_DIR, register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        slurm = compose("config", ["hydra/launcher=slurm"], return_hydra_config=True)
+        local = compose("config", ["hydra/launcher=parallel"], return_hydra_config=True)
+    assert slurm.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert slurm.hydra.launcher.gpus_per_node == 1
+    assert local.hydra.launcher._target_.endswith("JoblibLauncher")
+
+
+@pytest.mark.slow
+def test_parallel_launcher_runs_jobs_in_processes(tmp_path):
+    from conftest import run_cli
+
+    done = run_cli(
+        "train",
+        "-m",
+        "hydra/launcher=parallel",
+        *QUICK,
+        "trainer.max_epochs=1",
+        "model=mlp,lenet5",
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    sweep = only_sweep_dir(tmp_path)
+    assert [read_metrics(sweep / j)["status"] for j in ("0", "1")] == ["completed"] * 2
+    assert "sweep: 2 of 2 jobs completed" in done.stderr
