@@ -41,9 +41,15 @@ def find_checkpoint_callback(callbacks: list[pl.Callback]) -> ModelCheckpoint | 
 class EpochHistory(pl.Callback):
     """Records every epoch's train/val metrics and learning rate into ``epochs.csv``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, resume_after_epoch: int = 0) -> None:
         self.path = path
         self.rows: list[dict[str, Any]] = []
+        if resume_after_epoch and path.is_file():  # a resumed run keeps its earlier epochs
+            with open(path, newline="") as f:
+                rows = [{k: float(v) for k, v in r.items() if v} for r in csv.DictReader(f)]
+            self.rows = [
+                dict(r, epoch=int(r["epoch"])) for r in rows if r["epoch"] <= resume_after_epoch
+            ]
         self.first_step_at: float | None = None  # unix time of the first training batch
         self._epoch_started = 0.0
 

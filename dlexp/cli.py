@@ -29,6 +29,7 @@ USAGE = """usage: dlexp <command> [arguments]
 commands:
   train [overrides]   train (and test) one configuration; -m for a sweep; --help for the groups
   report PATHS        summary tables, seed groups and plots of a sweep dir or run dirs
+  resume-sweep DIR    finish an interrupted sweep: keep completed jobs, resume the others
   help                show this message
 
 Exit codes: 0 success, 1 training failure, 2 bad input.
@@ -68,10 +69,12 @@ def train_command(args: list[str]) -> int:
     from hydra._internal.utils import get_args_parser
 
     from dlexp.config import new_run_id, register_configs
+    from dlexp.guards import RunInterrupted
     from dlexp.preflight import check_command_line
 
     register_configs()
     new_run_id()
+    args = _expand_resume(args)
     parsed = get_args_parser().parse_args(args)
     if any(flag in args for flag in _HYDRA_INFO_FLAGS):
         _run_hydra(args, lambda cfg: None)
@@ -86,7 +89,15 @@ def train_command(args: list[str]) -> int:
 
     SweepSummary.last_rows = []
     statuses: list[str] = []
-    _run_hydra(args, lambda cfg: _train_job(cfg, statuses))
+    try:
+        _run_hydra(args, lambda cfg: _train_job(cfg, statuses))
+    except RunInterrupted as exc:
+        print(
+            f"error: dlexp train: {exc}; the run is recorded as interrupted "
+            "(continue it with resume=<run dir> or dlexp resume-sweep <sweep dir>)",
+            file=sys.stderr,
+        )
+        return exc.exit_code
     if checked.multirun:
         # Launchers that run jobs in other processes (joblib, SLURM) report through the disk.
         statuses = [row["status"] for row in SweepSummary.last_rows] or statuses
@@ -100,6 +111,49 @@ def train_command(args: list[str]) -> int:
     if "bad_input" in statuses and not checked.multirun:
         return EXIT_BAD_INPUT
     return EXIT_TRAINING_FAILED if failed else EXIT_OK
+
+
+def _expand_resume(args: list[str]) -> list[str]:
+    """``resume=<run dir>`` -> that run's own overrides, its directory and ``resume=<run dir>``.
+
+    Overrides given beside ``resume`` come after the run's own (e.g. more epochs).
+    """
+    wanted = [a for a in args if a.startswith("resume=") and a != "resume=auto"]
+    if not wanted:
+        return args
+    run_dir = Path(wanted[-1].split("=", 1)[1]).expanduser().resolve()
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        raise ConfigError("resume", str(run_dir), "must be a dlexp run directory (with .hydra/)")
+    import yaml
+
+    own = [
+        o
+        for o in yaml.safe_load(saved.read_text()) or []
+        if not o.startswith(("resume=", "hydra.run.dir="))
+    ]
+    rest = [a for a in args if not a.startswith("resume=")]
+    return [*own, *rest, f"hydra.run.dir={run_dir}", f"resume={run_dir}"]
+
+
+def resume_sweep_command(args: list[str]) -> int:
+    """``dlexp resume-sweep <sweep dir>``: finish a sweep in its own directory.
+
+    Completed jobs are kept, interrupted ones continue from their checkpoints, failed ones
+    run again; the sweep ends with a complete summary.
+    """
+    parser = _ArgumentParser(prog="dlexp resume-sweep", description=resume_sweep_command.__doc__)
+    parser.add_argument("sweep_dir", type=Path)
+    sweep_dir = parser.parse_args(args).sweep_dir.expanduser().resolve()
+    saved = sweep_dir / "multirun.yaml"
+    if not saved.is_file():
+        raise ConfigError(
+            "sweep_dir", str(sweep_dir), "must be a sweep directory (with multirun.yaml)"
+        )
+    from omegaconf import OmegaConf
+
+    task = [o for o in OmegaConf.load(saved).hydra.overrides.task if not o.startswith("resume=")]
+    return train_command(["-m", *task, f"hydra.sweep.dir={sweep_dir}", "resume=auto"])
 
 
 def _run_hydra(args: list[str], task: Callable) -> None:
@@ -126,6 +180,7 @@ def _train_job(cfg, statuses: list[str]) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from dlexp.guards import RunDiverged
     from dlexp.run import train
 
     hydra_cfg = HydraConfig.get()
@@ -141,6 +196,8 @@ def _train_job(cfg, statuses: list[str]) -> float:
     except DlexpError as exc:
         error = str(exc)
         print(f"error: dlexp train: {error}", file=sys.stderr)
+        if isinstance(exc, RunDiverged):
+            status = "diverged"
         if exc.exit_code == EXIT_BAD_INPUT:
             status = "bad_input"
             if not multirun and not (run_dir / "metrics.json").exists():
@@ -198,4 +255,5 @@ def report_command(args: list[str]) -> int:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": train_command,
     "report": report_command,
+    "resume-sweep": resume_sweep_command,
 }

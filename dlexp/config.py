@@ -17,6 +17,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from dlexp.errors import ConfigError
 from dlexp.schema import param
 from dlexp.trainer import TrainerConfig
 
@@ -51,6 +52,11 @@ class Config:
     logger: dict[str, Any] | None = field(default_factory=dict)
     callbacks: dict[str, Any] | None = field(default_factory=dict)
     seed: int = param(42, ge=0, lt=2**32)
+    resume: str | None = None  # a run dir (set by `dlexp train resume=<dir>`) or "auto"
+
+    def check(self, key: str) -> None:
+        if self.resume not in (None, "auto") and not Path(self.resume, ".hydra").is_dir():
+            raise ConfigError("resume", self.resume, "must be a dlexp run directory (with .hydra/)")
 
 
 def register_configs() -> None:

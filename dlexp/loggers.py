@@ -7,14 +7,28 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
 
-def build_loggers(cfg: DictConfig | None, run_dir: Path) -> list[Logger]:
-    """Instantiate every entry of the ``logger`` group with ``save_dir=run_dir``."""
-    return [instantiate(node, save_dir=str(run_dir)) for node in (cfg or {}).values() if node]
+def build_loggers(
+    cfg: DictConfig | None, run_dir: Path, resume_step: int | None = None
+) -> list[Logger]:
+    """Instantiate every entry of the ``logger`` group with ``save_dir=run_dir``.
+
+    When a run resumes at ``resume_step``, TensorBoard purges the events the interrupted
+    attempt wrote from that step on, so no step appears twice.
+    """
+    loggers = []
+    for node in (cfg or {}).values():
+        if not node:
+            continue
+        extra: dict[str, Any] = {"save_dir": str(run_dir)}
+        if resume_step is not None and issubclass(get_class(node._target_), TensorBoardLogger):
+            extra["purge_step"] = resume_step
+        loggers.append(instantiate(node, **extra))
+    return loggers
 
 
 def _tensorboards(loggers) -> list[TensorBoardLogger]:

@@ -9,6 +9,7 @@ directory is created or any data is loaded.
 from __future__ import annotations
 
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import MissingConfigException, OverrideParseException
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from dlexp.config import CONF_DIR
@@ -71,7 +72,24 @@ def check_command_line(
         for job in jobs[:MAX_CHECKED_JOBS]:
             cfg = base if job == fixed else _compose(config_name, job + extra, overrides)
             configs.append(_validated(cfg))
+        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        check_writable(key, OmegaConf.select(base, key))
         return CheckedCommand(configs, multirun)
+
+
+def check_writable(key: str, directory: str) -> None:
+    """Raise :class:`InputError` unless ``directory`` can be created (or written) here."""
+    path = Path(directory).expanduser().absolute()
+    ancestor = path
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    try:
+        if not ancestor.is_dir():
+            raise NotADirectoryError(f"{ancestor} is a file")
+        tempfile.TemporaryDirectory(dir=ancestor).cleanup()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise InputError(f"{key}={directory}: cannot write there ({reason})") from None
 
 
 def _expand_sweep(

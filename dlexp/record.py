@@ -32,7 +32,13 @@ def versions() -> dict[str, str]:
 class RunRecord:
     """The fields of ``metrics.json``; :meth:`save` writes them to ``run_dir/metrics.json``."""
 
-    def __init__(self, run_dir: Path, overrides: list[str], started: float) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        overrides: list[str],
+        started: float,
+        previous: dict[str, Any] | None = None,
+    ) -> None:
         self.path = run_dir / "metrics.json"
         self.started = started
         self.data: dict[str, Any] = {
@@ -42,10 +48,18 @@ class RunRecord:
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             "versions": versions(),
         }
+        self.earlier_seconds = 0.0
+        if previous:  # a resumed run keeps its identity and adds up its time
+            self.data.update(
+                overrides=previous.get("overrides", self.data["overrides"]),
+                started_at=previous.get("started_at", self.data["started_at"]),
+                resumed=int(previous.get("resumed", 0)) + 1,
+            )
+            self.earlier_seconds = float(previous.get("wall_seconds", 0.0))
 
     def save(self, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` in, refresh the wall time and write the file."""
         self.data.update(fields)
-        self.data["wall_seconds"] = round(time.time() - self.started, 3)
+        self.data["wall_seconds"] = round(self.earlier_seconds + time.time() - self.started, 3)
         atomic_write_json(self.path, self.data)
         return self.data

@@ -7,6 +7,7 @@ callbacks and loggers, Trainer, fit, test on the best checkpoint, record.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from pathlib import Path
 
@@ -23,11 +24,20 @@ from dlexp.callbacks import (
 from dlexp.config import to_yaml
 from dlexp.data import build_datamodule
 from dlexp.errors import TrainingError
+from dlexp.guards import (
+    DivergenceGuard,
+    InterruptCheckpoint,
+    InterruptHandler,
+    RngStateCheckpoint,
+    RunDiverged,
+    RunInterrupted,
+)
 from dlexp.io import atomic_write_text
 from dlexp.loggers import SampleImages, build_loggers, log_final_hparams
 from dlexp.models import build_model
 from dlexp.module import ClassificationModule
 from dlexp.record import RunRecord
+from dlexp.resume import ResumePlan, plan_resume
 from dlexp.trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -37,9 +47,15 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     """Train and test one configuration in ``run_dir``; return the ``metrics.json`` record.
 
     Bad input found while building (missing data, impossible model) raises before anything
-    is written; a failure once training started is recorded as ``status: failed``.
+    is written. Once training started, every ending is recorded: ``completed``, ``failed``,
+    ``diverged`` (non-finite loss) or ``interrupted`` (SIGINT/SIGTERM). With ``resume`` set,
+    a run already in ``run_dir`` is continued (see :mod:`dlexp.resume`).
     """
-    record = RunRecord(run_dir, overrides, started=time.time())
+    plan = plan_resume(run_dir) if cfg.resume else ResumePlan()
+    if plan.skip:
+        log.info("run %s is already completed; kept as it is", run_dir)
+        return plan.previous
+    record = RunRecord(run_dir, overrides, started=time.time(), previous=plan.previous)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = build_datamodule(cfg.data, seed=cfg.seed)
@@ -53,10 +69,19 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     module = ClassificationModule(
         model, datamodule.normalizer, datamodule.num_classes, instantiate(cfg.optimizer)
     )
-    history = EpochHistory(run_dir / "epochs.csv")
+    history = EpochHistory(run_dir / "epochs.csv", resume_after_epoch=plan.epoch)
     callbacks = build_callbacks(cfg.callbacks, run_dir)
-    callbacks += [history, ConfusionMatrixReport(run_dir, datamodule.class_names), SampleImages()]
-    loggers = build_loggers(cfg.logger, run_dir)
+    callbacks += [
+        history,
+        ConfusionMatrixReport(run_dir, datamodule.class_names),
+        DivergenceGuard(),
+        RngStateCheckpoint(),
+        InterruptCheckpoint(run_dir / "checkpoints" / "interrupted.ckpt"),
+    ]
+    if plan.checkpoint is None:
+        callbacks.append(SampleImages())
+    resume_step = plan.global_step if plan.checkpoint else None
+    loggers = build_loggers(cfg.logger, run_dir, resume_step=resume_step)
     trainer = build_trainer(cfg.trainer, callbacks=callbacks, loggers=loggers, run_dir=run_dir)
 
     atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
@@ -72,17 +97,39 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
             "in_channels": datamodule.in_channels,
         },
     )
-    try:
-        trainer.fit(module, datamodule=datamodule)
-        checkpoint = find_checkpoint_callback(callbacks)
-        best_path = checkpoint.best_model_path if checkpoint else ""
-        tested = trainer.test(
-            module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False
-        )
-    except Exception as exc:
-        log.debug("training failed", exc_info=True)
-        record.save(status="failed", error=f"{type(exc).__name__}: {exc}", epochs=len(history.rows))
-        raise TrainingError(f"training failed: {type(exc).__name__}: {exc}") from exc
+    checkpoint = find_checkpoint_callback(callbacks)
+    with InterruptHandler():
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
+            best_path = checkpoint.best_model_path if checkpoint else ""
+            tested = trainer.test(
+                module,
+                datamodule=datamodule,
+                ckpt_path=best_path or None,
+                verbose=False,
+                weights_only=True,
+            )
+        except RunInterrupted as exc:
+            record.save(
+                status="interrupted",
+                signal=signal.Signals(exc.signum).name,
+                epochs=len(history.rows),
+                last_completed_epoch=len(history.rows),
+            )
+            raise
+        except RunDiverged as exc:
+            record.save(
+                status="diverged",
+                epochs=len(history.rows),
+                diverged={"step": exc.step, "epoch": exc.epoch, "loss": exc.loss},
+            )
+            raise
+        except Exception as exc:
+            log.debug("training failed", exc_info=True)
+            record.save(
+                status="failed", error=f"{type(exc).__name__}: {exc}", epochs=len(history.rows)
+            )
+            raise TrainingError(f"training failed: {type(exc).__name__}: {exc}") from exc
 
     monitor, mode = (checkpoint.monitor, checkpoint.mode) if checkpoint else ("val/loss", "min")
     best = history.best(monitor, mode) or {}

@@ -10,6 +10,7 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from dlexp.guards import AtomicCheckpointIO
 from dlexp.schema import param
 
 PRECISIONS = (
@@ -71,5 +72,9 @@ def build_trainer(
         if key in kwargs and float(kwargs[key]).is_integer() and kwargs[key] > 1:
             kwargs[key] = int(kwargs[key])  # a whole number > 1 is a batch count
     return pl.Trainer(
-        **kwargs, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir)
+        **kwargs,
+        callbacks=callbacks,
+        logger=loggers or False,
+        default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
     )

@@ -11,7 +11,7 @@ from typing import Any
 from dlexp.errors import InputError
 
 # Overrides that name where a run goes or how it talks, not what it is.
-_NOT_A_FACTOR = ("hydra.", "trainer.enable_progress_bar", "trainer.enable_model_summary")
+_NOT_A_FACTOR = ("hydra.", "resume", "trainer.enable_progress_bar", "trainer.enable_model_summary")
 
 
 @dataclass
