@@ -35,7 +35,7 @@ class DataConfig:
 
 @dataclass
 class Split:
-    """Images (uint8, N×C×H×W) and integer labels."""
+    """Images (uint8, NxCxHxW) and integer labels."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -68,11 +68,12 @@ def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, S
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize of a uint8 batch to ``size``×``size`` (antialiased when shrinking)."""
+    """Bilinear resize of a uint8 batch to ``size`` x ``size`` (antialiased when shrinking)."""
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
-    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True,
-                        align_corners=False)
+    out = F.interpolate(
+        images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
