@@ -36,6 +36,13 @@ class Config:
     callbacks: dict[str, Any] | None = field(default_factory=dict)
     seed: int = param(42, ge=0, lt=2**32)
 
+    def check(self, key: str) -> None:
+        """Rules spanning groups: the model must take the data's image size."""
+        from dlexp.data.registry import data_shape
+        from dlexp.models.registry import check_model_input
+
+        check_model_input(self.model, data_shape(self.data).image_size)
+
 
 def register_configs() -> None:
     """Store the root schema and each option's schema (``schema/<group>/<name>``)."""
