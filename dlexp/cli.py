@@ -20,6 +20,7 @@ USAGE = """usage: dlexp <command> [arguments]
 
 commands:
   train [overrides]   train (and test) one configuration; -m for a sweep; --help for the groups
+  models [overrides]  the registered models: parameters, MACs and input support for the data
   help                show this message
 
 Exit codes: 0 success, 1 training failure, 2 bad input.
@@ -128,6 +129,14 @@ def _train_job(cfg) -> str:
         return "failed"
 
 
+def models_command(args: list[str]) -> int:
+    """``dlexp models [overrides]``: see :mod:`dlexp.models.table`."""
+    from dlexp.models.table import models_command as run
+
+    return run(args)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": train_command,
+    "models": models_command,
 }
