@@ -28,6 +28,7 @@ USAGE = """usage: dlexp <command> [arguments]
 
 commands:
   train [overrides]   train (and test) one configuration; -m for a sweep; --help for the groups
+  models [overrides]  the registered models: parameters, MACs and input support for the data
   report PATHS        summary tables, seed groups and plots of a sweep dir or run dirs
   resume-sweep DIR    finish an interrupted sweep: keep completed jobs, resume the others
   help                show this message
@@ -252,8 +253,16 @@ def report_command(args: list[str]) -> int:
     return EXIT_OK
 
 
+def models_command(args: list[str]) -> int:
+    """``dlexp models [overrides]``: see :mod:`dlexp.models.table`."""
+    from dlexp.models.table import models_command as run
+
+    return run(args)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": train_command,
+    "models": models_command,
     "report": report_command,
     "resume-sweep": resume_sweep_command,
 }

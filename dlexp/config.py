@@ -55,8 +55,13 @@ class Config:
     resume: str | None = None  # a run dir (set by `dlexp train resume=<dir>`) or "auto"
 
     def check(self, key: str) -> None:
+        """Rules spanning groups: the model must take the data's image size; resume is a run."""
+        from dlexp.data.registry import data_shape
+        from dlexp.models.registry import check_model_input
+
         if self.resume not in (None, "auto") and not Path(self.resume, ".hydra").is_dir():
             raise ConfigError("resume", self.resume, "must be a dlexp run directory (with .hydra/)")
+        check_model_input(self.model, data_shape(self.data).image_size)
 
 
 def register_configs() -> None:

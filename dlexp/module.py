@@ -56,8 +56,14 @@ class ClassificationModule(pl.LightningModule):
         self, batch, stage: str, metrics: MetricCollection
     ) -> tuple[torch.Tensor, torch.Tensor]:
         images, targets = batch
-        logits = self(images)
+        if stage == "train" and getattr(self.model, "aux_heads", None):
+            # auxiliary classifiers (GoogLeNet) add their weighted losses in training
+            logits, aux_logits = self.model.forward_aux(self.input_transform(images))
+        else:
+            logits, aux_logits = self(images), []
         loss = F.cross_entropy(logits, targets)
+        for aux in aux_logits:
+            loss = loss + self.model.aux_weight * F.cross_entropy(aux, targets)
         metrics.update(logits, targets)
         self.log(
             f"{stage}/loss",

@@ -33,6 +33,15 @@ class DataConfig:
     image_size: int | None = param(None, ge=1)
 
 
+@dataclass(frozen=True)
+class DataShape:
+    """What a model is built for: image channels, image size (px) and number of classes."""
+
+    in_channels: int
+    image_size: int
+    num_classes: int
+
+
 @dataclass
 class Split:
     """Images (uint8, NxCxHxW) and integer labels."""
@@ -68,7 +77,7 @@ def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, S
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize of a uint8 batch to ``size``x``size`` (antialiased when shrinking)."""
+    """Bilinear resize of a uint8 batch to ``size`` x ``size`` (antialiased when shrinking)."""
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
     out = F.interpolate(
@@ -81,6 +90,8 @@ class ImageDataModule(pl.LightningDataModule):
     """Base LightningDataModule for image classification sets held in memory."""
 
     native_size: int = 28
+    native_channels: int = 1  # known without loading (config checks, ``dlexp models``)
+    native_num_classes: int = 10
 
     def __init__(self, cfg: DataConfig, seed: int) -> None:
         super().__init__()
@@ -99,6 +110,13 @@ class ImageDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     # -- facts of the data ----------------------------------------------------------------
+    @classmethod
+    def expected_shape(cls, cfg: DataConfig) -> DataShape:
+        """The shape ``cfg`` will give, known without loading (or downloading) anything."""
+        return DataShape(
+            cls.native_channels, cfg.image_size or cls.native_size, cls.native_num_classes
+        )
+
     @property
     def image_size(self) -> int:
         return self.cfg.image_size or self.native_size

@@ -27,6 +27,11 @@ def register_data(name: str, config: type):
     return decorator
 
 
+def data_shape(cfg):
+    """The :class:`~dlexp.data.base.DataShape` the ``data`` config ``cfg`` will give."""
+    return DATASETS[cfg.name].module.expected_shape(cfg)
+
+
 def build_datamodule(cfg: DictConfig, seed: int):
     """The datamodule for ``cfg`` (the ``data`` node), split with ``seed``."""
     spec = DATASETS[cfg.name]

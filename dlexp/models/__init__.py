@@ -1,6 +1,28 @@
 """The model zoo: every model is built by :func:`build_model` from its registered builder."""
 
-from dlexp.models import lenet, mlp  # noqa: F401  (registers the builders)
-from dlexp.models.registry import MODELS, Classifier, ModelConfig, build_model, register_model
+from dlexp.models import (  # noqa: F401  (registers the builders)
+    alexnet,
+    cifar_resnet,
+    googlenet,
+    lenet,
+    mlp,
+    resnet,
+    vgg,
+)
+from dlexp.models.registry import (
+    MODELS,
+    Classifier,
+    ModelConfig,
+    build_model,
+    default_config,
+    register_model,
+)
 
-__all__ = ["MODELS", "Classifier", "ModelConfig", "build_model", "register_model"]
+__all__ = [
+    "MODELS",
+    "Classifier",
+    "ModelConfig",
+    "build_model",
+    "default_config",
+    "register_model",
+]

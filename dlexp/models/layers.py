@@ -81,10 +81,12 @@ class WSConv2d(nn.Conv2d):
     """Conv2d with weight standardization (Qiao et al. 2019).
 
     The kernel of each output channel is standardized to zero mean and unit variance
-    in every forward pass; the stored parameter stays unconstrained.
+    in every forward pass; the stored parameter stays unconstrained. ``eps`` is BiT's
+    (Kolesnikov et al. 2020): default-initialized kernels with a large fan-in have variances
+    near 1e-5, which a larger ``eps`` would visibly shrink.
     """
 
-    eps = 1e-5
+    eps = 1e-10
 
     def standardized_weight(self) -> torch.Tensor:
         w = self.weight

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from torch import nn
@@ -31,24 +32,24 @@ def lenet5(
     def dropout() -> list[nn.Module]:
         return [nn.Dropout(drop_rate)] if drop_rate > 0 else []
 
+    bias = not norm_layer.enabled
     backbone = nn.Sequential(
-        nn.Conv2d(in_channels, 6, 5, padding=pad, bias=not norm_layer.enabled),
-        norm_layer(6),
-        act_layer(),
-        pool_layer(2, 2),
-        nn.Conv2d(6, 16, 5, bias=not norm_layer.enabled),
-        norm_layer(16),
-        act_layer(),
-        pool_layer(2, 2),
-        nn.Flatten(),
-        *dropout(),
-        nn.Linear(16 * size * size, 120),
-        norm_layer.dense(120),
-        act_layer(),
-        *dropout(),
-        nn.Linear(120, 84),
-        norm_layer.dense(84),
-        act_layer(),
+        OrderedDict(
+            conv1=nn.Sequential(
+                nn.Conv2d(in_channels, 6, 5, padding=pad, bias=bias),
+                norm_layer(6),
+                act_layer(),
+                pool_layer(2, 2),
+            ),
+            conv2=nn.Sequential(
+                nn.Conv2d(6, 16, 5, bias=bias), norm_layer(16), act_layer(), pool_layer(2, 2)
+            ),
+            flatten=nn.Flatten(),
+            fc1=nn.Sequential(
+                *dropout(), nn.Linear(16 * size * size, 120), norm_layer.dense(120), act_layer()
+            ),
+            fc2=nn.Sequential(*dropout(), nn.Linear(120, 84), norm_layer.dense(84), act_layer()),
+        )
     )
     head = nn.Sequential(*dropout(), nn.Linear(84, num_classes))
     return Classifier(backbone, head, 84)

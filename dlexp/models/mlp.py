@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from torch import nn
 
-from dlexp.models.registry import Classifier, ModelConfig, register_model
+from dlexp.models.registry import Classifier, ModelConfig, UnsupportedError, register_model
 from dlexp.schema import param
 
 
 @dataclass
 class MLPConfig(ModelConfig):
     hidden_sizes: list[int] = param(factory=lambda: [256, 128], ge=1, each=True)
+
+    def has_pooling(self, stem: str | None) -> bool:
+        return False
+
+    def check(self, key: str) -> None:
+        if self.weight_standardization:
+            raise UnsupportedError(
+                f"{key}.weight_standardization", "true", "mlp has no convolution to standardize"
+            )
 
 
 @register_model("mlp", MLPConfig)
@@ -27,13 +37,17 @@ def mlp(
     drop_rate,
     hidden_sizes,
 ) -> Classifier:
-    """Flatten -> [Linear -> norm -> activation -> dropout] x len(hidden_sizes) -> Linear."""
-    del pool_layer  # an MLP has no pooling; the knob is accepted for uniformity
-    layers: list[nn.Module] = [nn.Flatten()]
+    """Flatten -> [Linear -> norm -> activation -> dropout] x len(hidden_sizes) -> Linear.
+
+    The backbone's stages are ``flatten``, ``fc1``, ``fc2`` …; the head is the last Linear.
+    """
+    del pool_layer  # an MLP has no pooling (the config check rejects pooling=avg)
+    stages: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
     width = in_channels * image_size * image_size
-    for hidden in hidden_sizes:
-        layers += [nn.Linear(width, hidden), norm_layer.dense(hidden), act_layer()]
+    for i, hidden in enumerate(hidden_sizes, 1):
+        layers = [nn.Linear(width, hidden), norm_layer.dense(hidden), act_layer()]
         if drop_rate > 0:
             layers.append(nn.Dropout(drop_rate))
+        stages[f"fc{i}"] = nn.Sequential(*layers)
         width = hidden
-    return Classifier(nn.Sequential(*layers), nn.Linear(width, num_classes), width)
+    return Classifier(nn.Sequential(stages), nn.Linear(width, num_classes), width)

@@ -9,10 +9,11 @@ plus the model's own keys from its schema. It returns a :class:`Classifier`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 from torch import nn
 
@@ -26,7 +27,19 @@ from dlexp.models.layers import (
     init_weights,
     standardize_convs,
 )
+from dlexp.models.surgery import STEMS, resolve_stem
 from dlexp.schema import param
+
+
+class UnsupportedError(ConfigError):
+    """A valid value that this model cannot take (image too small, a knob it has no use for).
+
+    ``reason`` is the short form that ``dlexp models`` shows.
+    """
+
+    def __init__(self, key: str, value: object, allowed: str, reason: str = "") -> None:
+        super().__init__(key, value, allowed)
+        self.reason = reason or allowed
 
 
 @dataclass
@@ -44,60 +57,154 @@ class ModelConfig:
     dropout: float = param(0.0, ge=0, lt=1)
     init: str = param("default", choices=INITS)
 
+    def has_pooling(self, stem: str | None) -> bool:
+        """Whether the model (with this resolved stem) has a pooling layer for ``pooling``."""
+        return True
+
 
 UNIFORM_KEYS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 
 
-class Classifier(nn.Module):
-    """``head(backbone(x))``: a feature extractor and the classifier on its features."""
+@dataclass
+class StemModelConfig(ModelConfig):
+    """A network with an ImageNet stem and an adaptation for small images (``model.stem``)."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, num_features: int) -> None:
+    stem: str = param("auto", choices=STEMS)
+
+
+class Classifier(nn.Module):
+    """``head(backbone(x))``: a feature extractor and the classifier on its features.
+
+    ``backbone`` is an ``nn.Sequential`` of the model's named stages (see :meth:`stages`);
+    ``aux_heads`` (GoogLeNet's auxiliary classifiers, empty elsewhere) tap the output of
+    the stage they are keyed by and only run through :meth:`forward_aux` in training.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        num_features: int,
+        aux_heads: Mapping[str, nn.Module] | None = None,
+        aux_weight: float = 0.0,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.aux_heads = nn.ModuleDict(aux_heads or {})  # registered before head: torchvision order
         self.head = head
         self.num_features = num_features
+        self.aux_weight = aux_weight
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
+
+    def forward_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The logits and the auxiliary heads' logits (in stage order); the loss weighs the
+        latter by :attr:`aux_weight`."""
+        aux = []
+        for name, stage in self.backbone.named_children():
+            x = stage(x)
+            if name in self.aux_heads:
+                aux.append(self.aux_heads[name](x))
+        return self.head(x), aux
+
+    def stages(self) -> dict[str, nn.Module]:
+        """The backbone's stages by name, in order, then ``head``: what transfer freezes."""
+        return {**dict(self.backbone.named_children()), "head": self.head}
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered model: its schema, builder and smallest supported input size."""
+    """A registered model: its schema, builder and input constraints.
+
+    ``min_image_size`` is one size or a size per resolved ``stem``. ``torchvision_arch``
+    names the torchvision model whose weights fit the model built with ``stem=imagenet``
+    and 3 channels (``torchvision_arch_bn`` the one for ``norm=batch`` where it differs).
+    """
 
     name: str
     config: type
     builder: Callable[..., Classifier]
-    min_image_size: int = 1
+    min_image_size: int | Mapping[str, int] = 1
+    torchvision_arch: str | None = None
+    torchvision_arch_bn: str | None = None
+
+    def min_size(self, stem: str | None) -> int:
+        if isinstance(self.min_image_size, Mapping):
+            return self.min_image_size[stem]
+        return self.min_image_size
+
+    def torchvision_arch_for(self, norm: str) -> str | None:
+        """The torchvision architecture matching this model with ``norm``."""
+        if norm == "batch" and self.torchvision_arch_bn:
+            return self.torchvision_arch_bn
+        return self.torchvision_arch
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, config: type, min_image_size: int = 1):
+def register_model(
+    name: str,
+    config: type,
+    min_image_size: int | Mapping[str, int] = 1,
+    torchvision_arch: str | None = None,
+    torchvision_arch_bn: str | None = None,
+):
     """Decorator registering ``builder`` under ``name`` with its config dataclass."""
 
     def decorator(builder: Callable[..., Classifier]) -> Callable[..., Classifier]:
-        MODELS[name] = ModelSpec(name, config, builder, min_image_size)
+        MODELS[name] = ModelSpec(
+            name, config, builder, min_image_size, torchvision_arch, torchvision_arch_bn
+        )
         return builder
 
     return decorator
 
 
+def default_config(name: str, **overrides: Any) -> dict[str, Any]:
+    """The config of model ``name`` as its schema's defaults give it, with ``overrides``."""
+    if name not in MODELS:
+        raise ConfigError("model", name, "must be one of: " + ", ".join(sorted(MODELS)))
+    return {**dataclasses.asdict(MODELS[name].config(name=name)), **overrides}
+
+
+def check_model_input(cfg: Any, image_size: int) -> None:
+    """Raise :class:`UnsupportedError` where the model of ``cfg`` (its typed config) cannot
+    take images of ``image_size`` px or has no use for one of its knobs."""
+    spec = MODELS[cfg.name]
+    stem = resolve_stem(getattr(cfg, "stem", None), image_size)
+    which = f"{cfg.name} with stem {stem}" if stem else cfg.name
+    need = spec.min_size(stem)
+    if image_size < need:
+        alternative = " or model.stem=small" if stem == "imagenet" else ""
+        raise UnsupportedError(
+            "data.image_size",
+            image_size,
+            f"model {which} needs images of at least {need} px; "
+            f"resize them with data.image_size={need}{alternative}",
+            reason=f"needs >= {need} px" + (f" with stem {stem}" if stem else ""),
+        )
+    if cfg.pooling != "max" and not cfg.has_pooling(stem):
+        raise UnsupportedError(
+            "model.pooling",
+            cfg.pooling,
+            f"model {which} has no max-pooling layer to replace; leave pooling at max",
+        )
+
+
 def build_model(
-    cfg: DictConfig | dict[str, Any], *, in_channels: int, num_classes: int, image_size: int
+    cfg: DictConfig | Mapping[str, Any], *, in_channels: int, num_classes: int, image_size: int
 ) -> Classifier:
     """Build the model named ``cfg.name`` for data of the given shape."""
     cfg = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     spec = MODELS.get(cfg["name"])
     if spec is None:
         raise ConfigError("model.name", cfg["name"], "must be one of: " + ", ".join(sorted(MODELS)))
-    if image_size < spec.min_image_size:
-        raise ConfigError(
-            "data.image_size",
-            image_size,
-            f"model {spec.name} needs images of at least {spec.min_image_size} px",
-        )
+    typed = spec.config(**cfg)
+    if hasattr(typed, "check"):
+        typed.check("model")
+    check_model_input(typed, image_size)
     own = {k: v for k, v in cfg.items() if k not in UNIFORM_KEYS}
     model = spec.builder(
         in_channels=in_channels,
