@@ -1,0 +1,7 @@
+"""Datasets: one LightningDataModule per source, registered under its config name."""
+
+from dlexp.data import digits, torchvision_sets  # noqa: F401  (registers the datasets)
+from dlexp.data.base import DataConfig, ImageDataModule
+from dlexp.data.registry import DATASETS, build_datamodule, register_data
+
+__all__ = ["DATASETS", "DataConfig", "ImageDataModule", "build_datamodule", "register_data"]
