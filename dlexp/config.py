@@ -17,6 +17,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from dlexp.loss import LossConfig
+from dlexp.regularization import RegularizationConfig
 from dlexp.schema import param
 from dlexp.trainer import TrainerConfig
 
@@ -31,6 +33,10 @@ class Config:
     data: Any = MISSING
     model: Any = MISSING
     optimizer: Any = MISSING
+    scheduler: Any = MISSING
+    augment: Any = MISSING
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: dict[str, Any] | None = field(default_factory=dict)
     callbacks: dict[str, Any] | None = field(default_factory=dict)
@@ -39,9 +45,12 @@ class Config:
 
 def register_configs() -> None:
     """Store the root schema and each option's schema (``schema/<group>/<name>``)."""
+    from dlexp.callbacks import CALLBACK_SCHEMAS
     from dlexp.data import DATASETS
+    from dlexp.data.augment import AUGMENT_LEVELS, AugmentConfig
     from dlexp.models import MODELS
     from dlexp.optim import OPTIMIZER_SCHEMAS
+    from dlexp.schedulers import SCHEDULER_SCHEMAS
 
     cs = ConfigStore.instance()
     cs.store(name="dlexp_config", node=Config)
@@ -49,6 +58,9 @@ def register_configs() -> None:
         ("data", {n: s.config for n, s in DATASETS.items()}),
         ("model", {n: s.config for n, s in MODELS.items()}),
         ("optimizer", OPTIMIZER_SCHEMAS),
+        ("scheduler", SCHEDULER_SCHEMAS),
+        ("augment", dict.fromkeys(AUGMENT_LEVELS, AugmentConfig)),
+        ("callbacks", CALLBACK_SCHEMAS),
     ):
         for name, schema in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=schema)

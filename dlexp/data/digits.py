@@ -1,4 +1,4 @@
-"""scikit-learn's handwritten digits (1,797 images of 8×8 px), shipped with the package."""
+"""scikit-learn's handwritten digits (1,797 images of 8x8 px), shipped with the package."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ class DigitsConfig(DataConfig):
     test_fraction: float = param(0.15, gt=0, lt=1)
 
     def check(self, key: str) -> None:
+        super().check(key)
         total = self.val_fraction + self.test_fraction
         if total >= 0.9:
             raise ConfigError(
@@ -30,7 +31,7 @@ class DigitsConfig(DataConfig):
 
 @register_data("digits", DigitsConfig)
 class DigitsDataModule(ImageDataModule):
-    """Digits upsampled from 8×8 to ``data.image_size`` (default 32); test carved from data."""
+    """Digits upsampled from 8x8 to ``data.image_size`` (default 32); test carved from data."""
 
     native_size = 8
 
@@ -38,7 +39,7 @@ class DigitsDataModule(ImageDataModule):
         from sklearn.datasets import load_digits
 
         digits = load_digits()
-        x = torch.from_numpy(digits.images).float().unsqueeze(1) / 16.0  # N×1×8×8 in [0, 1]
+        x = torch.from_numpy(digits.images).float().unsqueeze(1) / 16.0  # Nx1x8x8 in [0, 1]
         images = (x * 255).round().to(torch.uint8)
         labels = torch.from_numpy(digits.target).long()
         return RawData(Split(images, labels), None, 10, [str(i) for i in range(10)])
@@ -49,4 +50,3 @@ class DigitsDataModule(ImageDataModule):
     def val_share(self) -> float:
         # data.val_fraction is a fraction of the whole set; val is carved after test.
         return self.cfg.val_fraction / (1 - self.cfg.test_fraction)
-

@@ -23,7 +23,7 @@ class InputNormalizer(nn.Module):
 
     @classmethod
     def fit(cls, mode: str, images: torch.Tensor) -> InputNormalizer:
-        """Statistics of ``images`` (uint8, N×C×H×W: the training split) for ``mode``."""
+        """Statistics of ``images`` (uint8, NxCxHxW: the training split) for ``mode``."""
         channels = images.shape[1]
         x = images.transpose(0, 1).reshape(channels, -1).double() / 255.0
         if mode == "standardize":

@@ -27,8 +27,15 @@ def register_data(name: str, config: type):
     return decorator
 
 
-def build_datamodule(cfg: DictConfig, seed: int):
-    """The datamodule for ``cfg`` (the ``data`` node), split with ``seed``."""
+def build_datamodule(cfg: DictConfig, seed: int, augment: DictConfig | None = None):
+    """The datamodule for ``cfg`` (the ``data`` node), split with ``seed``.
+
+    ``augment`` (the ``augment`` node) augments the training split only.
+    """
+    from dlexp.data.augment import AugmentConfig
+
     spec = DATASETS[cfg.name]
     typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(spec.config), cfg))
-    return spec.module(typed, seed)
+    if augment is not None:
+        augment = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AugmentConfig), augment))
+    return spec.module(typed, seed, augment)
