@@ -28,11 +28,7 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(
         [sys.executable, "-m", "dlexp", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
     )
 
 
