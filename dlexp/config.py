@@ -42,6 +42,11 @@ class Config:
     callbacks: dict[str, Any] | None = field(default_factory=dict)
     seed: int = param(42, ge=0, lt=2**32)
 
+    def check(self, key: str) -> None:
+        """Rules spanning groups (e.g. a schedule's warmup must end before the run does)."""
+        if hasattr(self.scheduler, "check_against"):
+            self.scheduler.check_against(self.trainer.max_epochs, "scheduler")
+
 
 def register_configs() -> None:
     """Store the root schema and each option's schema (``schema/<group>/<name>``)."""

@@ -112,9 +112,11 @@ def test_onecycle_peaks_at_the_optimizer_rate_by_default():
 
 
 def test_warmup_must_end_before_the_run_does():
+    with pytest.raises(ConfigError, match=r"scheduler\.warmup_epochs=5\.0: must be < trainer"):
+        composed("scheduler=cosine", "scheduler.warmup_epochs=5", "trainer.max_epochs=5")
     cfg = composed("scheduler=cosine", "scheduler.warmup_epochs=5")
-    with pytest.raises(ConfigError, match=r"scheduler.warmup_epochs=5.0: must be < trainer"):
-        scheduler_factory(cfg.scheduler, max_epochs=5)
+    with pytest.raises(ConfigError, match=r"must be < trainer\.max_epochs=4"):
+        scheduler_factory(cfg.scheduler, max_epochs=4)
 
 
 def test_plateau_lowers_the_rate_when_val_loss_stalls(tmp_path):
