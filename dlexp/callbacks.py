@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
@@ -64,7 +65,7 @@ def stop_record(trainer: pl.Trainer, callbacks: list[pl.Callback]) -> dict[str, 
     ``epoch`` counts from 1 like ``epochs.csv``: the last epoch that ran.
     """
     for cb in callbacks:
-        if isinstance(cb, EarlyStopping) and cb.stopped_epoch > 0:
+        if isinstance(cb, EarlyStopping) and cb.stopping_reason != EarlyStoppingReason.NOT_STOPPED:
             return {
                 "by": "early_stopping",
                 "epoch": cb.stopped_epoch + 1,

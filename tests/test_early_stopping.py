@@ -108,3 +108,11 @@ def test_metrics_json_records_when_and_why_a_run_stopped(tmp_path):
     assert "train/loss" in metrics["stopped"]["reason"]
     with open(run_dir / "epochs.csv") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
+
+
+def test_a_non_finite_metric_stops_at_once_and_says_why(tmp_path):
+    callback = early_stopping("callbacks.early_stopping.monitor=val/score")
+    trainer = run([float("nan"), 1.0, 0.5], callback, tmp_path)
+    record = stop_record(trainer, [callback])
+    assert record["by"] == "early_stopping" and record["epoch"] == 1
+    assert "not finite" in record["reason"]
