@@ -5,17 +5,38 @@ from __future__ import annotations
 import csv
 import io
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from dlexp.io import atomic_write_text
+from dlexp.schema import param
+
+
+@dataclass
+class EarlyStoppingConfig:
+    """``callbacks.early_stopping`` (``conf/callbacks/early_stopping.yaml``)."""
+
+    _target_: str = "pytorch_lightning.callbacks.EarlyStopping"
+    monitor: str = "val/loss"
+    mode: str = param("min", choices=("min", "max"))
+    patience: int = param(3, ge=1)
+    min_delta: float = param(0.0, ge=0)
+    check_finite: bool = True
+    stopping_threshold: float | None = None
+    divergence_threshold: float | None = None
+    verbose: bool = False
+
+
+CALLBACK_SCHEMAS: dict[str, type] = {"early_stopping": EarlyStoppingConfig}
 
 
 def build_callbacks(cfg: DictConfig | None, run_dir: Path) -> list[pl.Callback]:
@@ -38,6 +59,24 @@ def find_checkpoint_callback(callbacks: list[pl.Callback]) -> ModelCheckpoint | 
     )
 
 
+def stop_record(trainer: pl.Trainer, callbacks: list[pl.Callback]) -> dict[str, Any]:
+    """Why ``fit`` ended: ``{"by", "epoch", "reason"}`` for ``metrics.json``.
+
+    ``epoch`` counts from 1 like ``epochs.csv``: the last epoch that ran.
+    """
+    for cb in callbacks:
+        if isinstance(cb, EarlyStopping) and cb.stopping_reason != EarlyStoppingReason.NOT_STOPPED:
+            return {
+                "by": "early_stopping",
+                "epoch": cb.stopped_epoch + 1,
+                "reason": cb.stopping_reason_message or str(cb.stopping_reason.value),
+            }
+    epoch = trainer.current_epoch  # after fit: the number of epochs completed
+    if trainer.max_epochs is not None and epoch >= trainer.max_epochs:
+        return {"by": "max_epochs", "epoch": epoch, "reason": f"reached trainer.max_epochs={epoch}"}
+    return {"by": "trainer", "epoch": epoch, "reason": "the Trainer stopped (e.g. max_time)"}
+
+
 class EpochHistory(pl.Callback):
     """Records every epoch's train/val metrics and learning rate into ``epochs.csv``."""
 
@@ -52,6 +91,7 @@ class EpochHistory(pl.Callback):
             ]
         self.first_step_at: float | None = None  # unix time of the first training batch
         self._epoch_started = 0.0
+        self._lrs: list[float] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if self.first_step_at is None:
@@ -59,14 +99,17 @@ class EpochHistory(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_started = time.perf_counter()
+        # The rate the epoch trains with (as LearningRateMonitor logs it): by the end of the
+        # epoch, an epoch-wise schedule has already stepped to the next epoch's rate.
+        self._lrs = [optimizer.param_groups[0]["lr"] for optimizer in trainer.optimizers]
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         row: dict[str, Any] = {"epoch": trainer.current_epoch + 1}
         for key, value in sorted(trainer.callback_metrics.items()):
             if key.startswith(("train/", "val/")):
                 row[key] = round(float(value), 6)
-        for i, optimizer in enumerate(trainer.optimizers):
-            row["lr" if i == 0 else f"lr{i}"] = optimizer.param_groups[0]["lr"]
+        for i, lr in enumerate(self._lrs):
+            row["lr" if i == 0 else f"lr{i}"] = lr
         row["seconds"] = round(time.perf_counter() - self._epoch_started, 3)
         self.rows.append(row)
         self._write()

@@ -18,6 +18,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from dlexp.errors import ConfigError
+from dlexp.loss import LossConfig
+from dlexp.regularization import RegularizationConfig
 from dlexp.schema import param
 from dlexp.trainer import TrainerConfig
 
@@ -48,6 +50,10 @@ class Config:
     data: Any = MISSING
     model: Any = MISSING
     optimizer: Any = MISSING
+    scheduler: Any = MISSING
+    augment: Any = MISSING
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: dict[str, Any] | None = field(default_factory=dict)
     callbacks: dict[str, Any] | None = field(default_factory=dict)
@@ -55,20 +61,26 @@ class Config:
     resume: str | None = None  # a run dir (set by `dlexp train resume=<dir>`) or "auto"
 
     def check(self, key: str) -> None:
-        """Rules spanning groups: the model must take the data's image size; resume is a run."""
+        """Rules spanning groups: the model must take the data's image size, a schedule's
+        warmup must end before the run does, ``resume`` must name a run."""
         from dlexp.data.registry import data_shape
         from dlexp.models.registry import check_model_input
 
         if self.resume not in (None, "auto") and not Path(self.resume, ".hydra").is_dir():
             raise ConfigError("resume", self.resume, "must be a dlexp run directory (with .hydra/)")
         check_model_input(self.model, data_shape(self.data).image_size)
+        if hasattr(self.scheduler, "check_against"):
+            self.scheduler.check_against(self.trainer.max_epochs, "scheduler")
 
 
 def register_configs() -> None:
     """Store the root schema and each option's schema (``schema/<group>/<name>``)."""
+    from dlexp.callbacks import CALLBACK_SCHEMAS
     from dlexp.data import DATASETS
+    from dlexp.data.augment import AUGMENT_LEVELS, AugmentConfig
     from dlexp.models import MODELS
     from dlexp.optim import OPTIMIZER_SCHEMAS
+    from dlexp.schedulers import SCHEDULER_SCHEMAS
 
     cs = ConfigStore.instance()
     cs.store(name="dlexp_config", node=Config)
@@ -76,6 +88,9 @@ def register_configs() -> None:
         ("data", {n: s.config for n, s in DATASETS.items()}),
         ("model", {n: s.config for n, s in MODELS.items()}),
         ("optimizer", OPTIMIZER_SCHEMAS),
+        ("scheduler", SCHEDULER_SCHEMAS),
+        ("augment", dict.fromkeys(AUGMENT_LEVELS, AugmentConfig)),
+        ("callbacks", CALLBACK_SCHEMAS),
     ):
         for name, schema in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=schema)

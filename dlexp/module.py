@@ -1,4 +1,4 @@
-"""The LightningModule for image classification: loss, metrics and optimizer wiring."""
+"""The LightningModule for image classification: loss, penalty, metrics, optimizer wiring."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
+from dlexp.loss import ClassificationLoss, hard_labels
+from dlexp.regularization import WeightPenalty
+from dlexp.schedulers import SchedulerFactory
+
 OptimizerFactory = Callable[[object], torch.optim.Optimizer]
 
 
@@ -25,6 +29,11 @@ class ClassificationModule(pl.LightningModule):
     uint8 batches into the model's input and is saved in every checkpoint with the model.
     Metrics are logged as ``train/…``, ``val/…`` and ``test/…`` (loss, acc, f1); the test
     confusion matrix is kept in :attr:`test_confusion` for the callbacks that report it.
+
+    Training minimizes ``criterion`` (cross-entropy, label smoothing) on the batch plus the
+    weight ``penalty`` (logged as ``train/penalty``; ``train/loss`` is the data loss alone).
+    Training targets may be soft (mixup/cutmix); training metrics then score the dominant
+    class. Validation and test losses are the plain cross-entropy.
     """
 
     def __init__(
@@ -33,11 +42,18 @@ class ClassificationModule(pl.LightningModule):
         input_transform: nn.Module,
         num_classes: int,
         optimizer: OptimizerFactory,
+        *,
+        scheduler: SchedulerFactory | None = None,
+        criterion: nn.Module | None = None,
+        penalty: WeightPenalty | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.input_transform = input_transform
         self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.criterion = criterion if criterion is not None else ClassificationLoss()
+        self.penalty = penalty if penalty is not None and penalty.active else None
         metrics = MetricCollection(
             {
                 "acc": MulticlassAccuracy(num_classes, average="micro"),
@@ -61,10 +77,11 @@ class ClassificationModule(pl.LightningModule):
             logits, aux_logits = self.model.forward_aux(self.input_transform(images))
         else:
             logits, aux_logits = self(images), []
-        loss = F.cross_entropy(logits, targets)
+        loss_fn = self.criterion if stage == "train" else F.cross_entropy
+        loss = loss_fn(logits, targets)
         for aux in aux_logits:
-            loss = loss + self.model.aux_weight * F.cross_entropy(aux, targets)
-        metrics.update(logits, targets)
+            loss = loss + self.model.aux_weight * loss_fn(aux, targets)
+        metrics.update(logits, hard_labels(targets))
         self.log(
             f"{stage}/loss",
             loss,
@@ -77,7 +94,12 @@ class ClassificationModule(pl.LightningModule):
         return loss, logits
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train", self.train_metrics)[0]
+        loss = self._step(batch, "train", self.train_metrics)[0]
+        if self.penalty is None:
+            return loss
+        penalty = self.penalty()
+        self.log("train/penalty", penalty, on_step=False, on_epoch=True, batch_size=len(batch[1]))
+        return loss + penalty
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val", self.val_metrics)
@@ -94,4 +116,12 @@ class ClassificationModule(pl.LightningModule):
         return torch.softmax(self(images), dim=1)
 
     def configure_optimizers(self):
-        return self.optimizer_factory(self.parameters())
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        schedule = self.scheduler_factory(
+            optimizer,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+            max_epochs=self.trainer.max_epochs,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": schedule}

@@ -20,6 +20,7 @@ from dlexp.callbacks import (
     EpochHistory,
     build_callbacks,
     find_checkpoint_callback,
+    stop_record,
 )
 from dlexp.config import to_yaml
 from dlexp.data import build_datamodule
@@ -34,10 +35,13 @@ from dlexp.guards import (
 )
 from dlexp.io import atomic_write_text
 from dlexp.loggers import SampleImages, build_loggers, log_final_hparams
+from dlexp.loss import ClassificationLoss
 from dlexp.models import build_model
 from dlexp.module import ClassificationModule
 from dlexp.record import RunRecord
+from dlexp.regularization import RegularizationConfig, WeightPenalty
 from dlexp.resume import ResumePlan, plan_resume
+from dlexp.schedulers import scheduler_factory
 from dlexp.trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -58,7 +62,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     record = RunRecord(run_dir, overrides, started=time.time(), previous=plan.previous)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = build_datamodule(cfg.data, seed=cfg.seed)
+    datamodule = build_datamodule(cfg.data, seed=cfg.seed, augment=cfg.augment)
     datamodule.setup("fit")
     model = build_model(
         cfg.model,
@@ -67,7 +71,15 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         image_size=datamodule.image_size,
     )
     module = ClassificationModule(
-        model, datamodule.normalizer, datamodule.num_classes, instantiate(cfg.optimizer)
+        model,
+        datamodule.normalizer,
+        datamodule.num_classes,
+        instantiate(cfg.optimizer),
+        scheduler=scheduler_factory(cfg.scheduler, max_epochs=cfg.trainer.max_epochs),
+        criterion=ClassificationLoss(cfg.loss.label_smoothing),
+        penalty=WeightPenalty(
+            RegularizationConfig(**cfg.regularization), model, n=len(datamodule.train_split)
+        ),
     )
     history = EpochHistory(run_dir / "epochs.csv", resume_after_epoch=plan.epoch)
     callbacks = build_callbacks(cfg.callbacks, run_dir)
@@ -101,6 +113,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     with InterruptHandler():
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
+            stopped = stop_record(trainer, callbacks)
             best_path = checkpoint.best_model_path if checkpoint else ""
             tested = trainer.test(
                 module,
@@ -139,6 +152,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         best_epoch=best.get("epoch"),
         monitor={"metric": monitor, "mode": mode},
         best={k: v for k, v in best.items() if k.startswith("val/")},
+        stopped=stopped,
         test={k: round(float(v), 6) for k, v in (tested[0] if tested else {}).items()},
         best_checkpoint=best_path,
         first_step_at=history.first_step_at,

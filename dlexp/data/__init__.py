@@ -1,6 +1,12 @@
 """Datasets: one LightningDataModule per source, registered under its config name."""
 
-from dlexp.data import digits, torchvision_sets  # noqa: F401  (registers the datasets)
+from dlexp.data import (  # noqa: F401  (registers the datasets)
+    cifar,
+    digits,
+    imagefolder,
+    svhn,
+    torchvision_sets,
+)
 from dlexp.data.base import DataConfig, ImageDataModule
 from dlexp.data.registry import DATASETS, build_datamodule, register_data
 

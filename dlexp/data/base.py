@@ -14,11 +14,24 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from omegaconf import MISSING
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
+from dlexp.data.augment import AugmentConfig, AugmentedImages, MixingCollate, batch_mix
+from dlexp.data.augment import image_transform as augment_transform
 from dlexp.data.normalize import NORMALIZATIONS, InputNormalizer
+from dlexp.data.splits import RawData, Split, select_classes, stratified_split, subsample
+from dlexp.errors import ConfigError, InputError
 from dlexp.schema import param
+
+__all__ = [
+    "DataConfig",
+    "DataShape",
+    "ImageDataModule",
+    "RawData",
+    "Split",
+    "resize",
+    "stratified_split",
+]
 
 
 @dataclass
@@ -31,6 +44,23 @@ class DataConfig:
     normalize: str = param("standardize", choices=NORMALIZATIONS)
     val_fraction: float = param(0.1, gt=0, lt=1)
     image_size: int | None = param(None, ge=1)
+    classes: list[int] | None = param(None, ge=0, each=True)
+    train_samples: int | None = param(None, ge=1)
+    train_samples_per_class: int | None = param(None, ge=1)
+
+    def check(self, key: str) -> None:
+        if self.classes is not None and (
+            len(self.classes) < 2 or len(set(self.classes)) != len(self.classes)
+        ):
+            raise ConfigError(
+                f"{key}.classes", list(self.classes), "must list two or more distinct class indices"
+            )
+        if self.train_samples is not None and self.train_samples_per_class is not None:
+            raise ConfigError(
+                f"{key}.train_samples_per_class",
+                self.train_samples_per_class,
+                f"cannot be combined with {key}.train_samples (set one, the other null)",
+            )
 
 
 @dataclass(frozen=True)
@@ -42,42 +72,8 @@ class DataShape:
     num_classes: int
 
 
-@dataclass
-class Split:
-    """Images (uint8, NxCxHxW) and integer labels."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, index) -> Split:
-        index = torch.as_tensor(index, dtype=torch.long)
-        return Split(self.images[index], self.labels[index])
-
-
-@dataclass
-class RawData:
-    """What a dataset's :meth:`load` returns; ``test`` is None when the source has none."""
-
-    train: Split
-    test: Split | None
-    num_classes: int
-    class_names: list[str]
-
-
-def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """Split off ``fraction`` of ``split`` with the same class proportions, from ``seed``."""
-    index = torch.arange(len(split))
-    keep, take = train_test_split(
-        index.numpy(), test_size=fraction, stratify=split.labels.numpy(), random_state=seed
-    )
-    return split.subset(sorted(keep)), split.subset(sorted(take))
-
-
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize of a uint8 batch to ``size`` x ``size`` (antialiased when shrinking)."""
+    """Bilinear resize of a uint8 batch to ``size``x``size`` (antialiased when shrinking)."""
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
     out = F.interpolate(
@@ -87,16 +83,24 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class ImageDataModule(pl.LightningDataModule):
-    """Base LightningDataModule for image classification sets held in memory."""
+    """Base LightningDataModule for image classification sets held in memory.
+
+    Dataset facts are class attributes, known without loading anything (config checks,
+    ``dlexp models``): ``native_size`` (px), ``native_channels``, ``native_num_classes`` and
+    ``flip_ok`` (whether a horizontally flipped image keeps its label: false for digits and
+    other characters).
+    """
 
     native_size: int = 28
-    native_channels: int = 1  # known without loading (config checks, ``dlexp models``)
+    native_channels: int = 1
     native_num_classes: int = 10
+    flip_ok: bool = False
 
-    def __init__(self, cfg: DataConfig, seed: int) -> None:
+    def __init__(self, cfg: DataConfig, seed: int, augment: AugmentConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.seed = seed
+        self.augment = augment
         self.train_split: Split | None = None
         self.val_split: Split | None = None
         self.test_split: Split | None = None
@@ -113,9 +117,8 @@ class ImageDataModule(pl.LightningDataModule):
     @classmethod
     def expected_shape(cls, cfg: DataConfig) -> DataShape:
         """The shape ``cfg`` will give, known without loading (or downloading) anything."""
-        return DataShape(
-            cls.native_channels, cfg.image_size or cls.native_size, cls.native_num_classes
-        )
+        classes = len(cfg.classes) if cfg.classes is not None else cls.native_num_classes
+        return DataShape(cls.native_channels, cfg.image_size or cls.native_size, classes)
 
     @property
     def image_size(self) -> int:
@@ -136,13 +139,29 @@ class ImageDataModule(pl.LightningDataModule):
 
     # -- Lightning hooks ------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
+        """Load; keep ``data.classes``; carve test/val; subsample train; resize; fit stats.
+
+        The order makes ``data.train_samples`` leave validation and test untouched, and the
+        normalization statistics come from the training images actually used.
+        """
         if self.train_split is not None:
             return
         raw = self.load()
+        if self.cfg.classes is not None:
+            raw = select_classes(raw, list(self.cfg.classes))
         train, test = raw.train, raw.test
-        if test is None:
-            train, test = self.carve_test(train)
-        train, val = stratified_split(train, self.val_share(), self.seed)
+        try:
+            if test is None:
+                train, test = self.carve_test(train)
+            train, val = stratified_split(train, self.val_share(), self.seed)
+        except ValueError as exc:  # e.g. a class with a single image
+            raise InputError(f"data: cannot split the data by class: {exc}") from None
+        train = subsample(
+            train,
+            self.seed,
+            total=self.cfg.train_samples,
+            per_class=self.cfg.train_samples_per_class,
+        )
         size = self.image_size
         self.train_split, self.val_split, self.test_split = (
             Split(resize(s.images, size), s.labels) for s in (train, val, test)
@@ -150,23 +169,33 @@ class ImageDataModule(pl.LightningDataModule):
         self.num_classes, self.class_names = raw.num_classes, raw.class_names
         self.normalizer = InputNormalizer.fit(self.cfg.normalize, self.train_split.images)
 
-    def _loader(self, split: Split, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset, shuffle: bool, collate_fn=None) -> DataLoader:
         return DataLoader(
-            TensorDataset(split.images, split.labels),
+            dataset,
             batch_size=self.cfg.batch_size,
             shuffle=shuffle,
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
+            collate_fn=collate_fn,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_split, shuffle=True)
+        """Training batches, augmented by ``augment`` (per image, then per batch)."""
+        split = self.train_split
+        transform = augment_transform(self.augment, self.image_size, self.flip_ok)
+        dataset = (
+            AugmentedImages(split.images, split.labels, transform)
+            if transform is not None
+            else TensorDataset(split.images, split.labels)
+        )
+        mix = batch_mix(self.augment, self.num_classes)
+        return self._loader(dataset, shuffle=True, collate_fn=MixingCollate(mix) if mix else None)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_split, shuffle=False)
+        return self._loader(TensorDataset(self.val_split.images, self.val_split.labels), False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_split, shuffle=False)
+        return self._loader(TensorDataset(self.test_split.images, self.test_split.labels), False)
 
     def _require_setup(self) -> None:
         if self.train_split is None:

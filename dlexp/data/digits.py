@@ -19,6 +19,7 @@ class DigitsConfig(DataConfig):
     test_fraction: float = param(0.15, gt=0, lt=1)
 
     def check(self, key: str) -> None:
+        super().check(key)
         total = self.val_fraction + self.test_fraction
         if total >= 0.9:
             raise ConfigError(

@@ -29,11 +29,20 @@ def register_data(name: str, config: type):
 
 def data_shape(cfg):
     """The :class:`~dlexp.data.base.DataShape` the ``data`` config ``cfg`` will give."""
-    return DATASETS[cfg.name].module.expected_shape(cfg)
-
-
-def build_datamodule(cfg: DictConfig, seed: int):
-    """The datamodule for ``cfg`` (the ``data`` node), split with ``seed``."""
     spec = DATASETS[cfg.name]
     typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(spec.config), cfg))
-    return spec.module(typed, seed)
+    return spec.module.expected_shape(typed)
+
+
+def build_datamodule(cfg: DictConfig, seed: int, augment: DictConfig | None = None):
+    """The datamodule for ``cfg`` (the ``data`` node), split with ``seed``.
+
+    ``augment`` (the ``augment`` node) augments the training split only.
+    """
+    from dlexp.data.augment import AugmentConfig
+
+    spec = DATASETS[cfg.name]
+    typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(spec.config), cfg))
+    if augment is not None:
+        augment = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AugmentConfig), augment))
+    return spec.module(typed, seed, augment)

@@ -19,7 +19,7 @@ class TorchvisionDataConfig(DataConfig):
 
 
 class TorchvisionDataModule(ImageDataModule):
-    """A torchvision dataset with an official train/test split."""
+    """A torchvision dataset with an official train/test split (MNIST-style by default)."""
 
     dataset_cls_name: str = ""
     expected_files: tuple[str, ...] = ()
@@ -43,12 +43,16 @@ class TorchvisionDataModule(ImageDataModule):
         try:
             return cls(root, train=train, download=True)
         except Exception as exc:  # offline, unwritable root, corrupt file …
-            raise self.missing_error(f"download failed: {_one_line(exc)}") from None
+            raise self.missing_error(f"download failed: {one_line(exc)}") from None
+
+    def expected_text(self) -> str:
+        """The files :meth:`missing_error` says it looked for."""
+        return f"{', '.join(self.expected_files)}, or the same without .gz"
 
     def missing_error(self, why: str) -> InputError:
         return InputError(
             f"data.root={self.cfg.root}: {self.dataset_cls_name} not found in {self.raw_folder()} "
-            f"(expected {', '.join(self.expected_files)}, or the same without .gz) and {why}"
+            f"(expected {self.expected_text()}) and {why}"
         )
 
     def load(self) -> RawData:
@@ -60,7 +64,7 @@ class TorchvisionDataModule(ImageDataModule):
         return RawData(split(train), split(test), len(train.classes), list(train.classes))
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
@@ -81,4 +85,12 @@ class MNISTDataModule(TorchvisionDataModule):
 @register_data("fashion_mnist", TorchvisionDataConfig)
 class FashionMNISTDataModule(TorchvisionDataModule):
     dataset_cls_name = "FashionMNIST"
+    expected_files = _MNIST_FILES
+
+
+@register_data("kmnist", TorchvisionDataConfig)
+class KMNISTDataModule(TorchvisionDataModule):
+    """Kuzushiji-MNIST: ten cursive Japanese (hiragana) characters, 28x28 px."""
+
+    dataset_cls_name = "KMNIST"
     expected_files = _MNIST_FILES

@@ -19,6 +19,7 @@ class MLPConfig(ModelConfig):
         return False
 
     def check(self, key: str) -> None:
+        super().check(key)
         if self.weight_standardization:
             raise UnsupportedError(
                 f"{key}.weight_standardization", "true", "mlp has no convolution to standardize"

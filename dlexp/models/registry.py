@@ -54,12 +54,27 @@ class ModelConfig:
     weight_standardization: bool = False
     activation: str = param("relu", choices=tuple(ACTIVATIONS))
     pooling: str = param("max", choices=tuple(POOLINGS))
-    dropout: float = param(0.0, ge=0, lt=1)
+    dropout: Any = param(0.0, ge=0, lt=1)  # a rate, or true for DEFAULT_DROPOUT
     init: str = param("default", choices=INITS)
 
     def has_pooling(self, stem: str | None) -> bool:
         """Whether the model (with this resolved stem) has a pooling layer for ``pooling``."""
         return True
+
+    def check(self, key: str) -> None:
+        dropout_rate(self.dropout, f"{key}.dropout")
+
+
+DEFAULT_DROPOUT = 0.2  # the usual recommendation, used by ``model.dropout=true``
+
+
+def dropout_rate(value: Any, key: str = "model.dropout") -> float:
+    """``model.dropout`` as a rate: ``true`` is :data:`DEFAULT_DROPOUT`, ``false`` is 0."""
+    if isinstance(value, bool):
+        return DEFAULT_DROPOUT if value else 0.0
+    if isinstance(value, (int, float)) and 0 <= value < 1:
+        return float(value)
+    raise ConfigError(key, value, f"must be a rate in [0, 1), or true for {DEFAULT_DROPOUT}")
 
 
 UNIFORM_KEYS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
@@ -215,7 +230,7 @@ def build_model(
         ),
         act_layer=ACTIVATIONS[cfg["activation"]],
         pool_layer=POOLINGS[cfg["pooling"]],
-        drop_rate=cfg["dropout"],
+        drop_rate=dropout_rate(cfg["dropout"]),
         **own,
     )
     if cfg["weight_standardization"]:

@@ -1,0 +1,118 @@
+"""A user's own images: one sub-folder per class (torchvision's ``ImageFolder`` layout).
+
+Every image is decoded once, converted to ``data.channels`` channels, resized so that its
+shorter side is ``data.image_size`` and centre-cropped to a square, and held in memory as
+uint8 like every other dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import MISSING
+
+from dlexp.data.base import DataConfig, DataShape, ImageDataModule, RawData, Split, stratified_split
+from dlexp.data.registry import register_data
+from dlexp.data.torchvision_sets import one_line
+from dlexp.errors import ConfigError, InputError
+from dlexp.schema import param
+
+
+@dataclass
+class ImageFolderConfig(DataConfig):
+    root: str = MISSING  # <root>/<class name>/<image files>
+    test_root: str | None = None  # same layout; else the test split is carved from root
+    image_size: int = param(64, ge=8)
+    channels: int = param(3, choices=(1, 3))  # 1 = greyscale, 3 = RGB
+    flip_ok: bool = True  # false where a mirrored image changes its class (text, digits …)
+    val_fraction: float = param(0.15, gt=0, lt=1)
+    test_fraction: float = param(0.15, gt=0, lt=1)  # only without test_root
+
+    def check(self, key: str) -> None:
+        super().check(key)
+        if self.test_root is None and self.val_fraction + self.test_fraction >= 0.9:
+            raise ConfigError(
+                f"{key}.val_fraction+{key}.test_fraction",
+                round(self.val_fraction + self.test_fraction, 6),
+                "must be < 0.9 so that at least 10% of the images are left for training",
+            )
+
+
+@register_data("imagefolder", ImageFolderConfig)
+class ImageFolderDataModule(ImageDataModule):
+    """``data.root`` (and optionally ``data.test_root``) in the ImageFolder layout.
+
+    Without ``data.test_root`` both fractions are of the whole folder (as for digits);
+    with it, ``data.val_fraction`` is carved from ``data.root``.
+    """
+
+    @classmethod
+    def expected_shape(cls, cfg: ImageFolderConfig) -> DataShape:
+        """Channels and size from the config; classes from the sub-folders of ``data.root``."""
+        if cfg.classes is not None:
+            classes = len(cfg.classes)
+        else:
+            root = Path(cfg.root).expanduser()
+            classes = sum(1 for p in root.iterdir() if p.is_dir()) if root.is_dir() else 0
+        return DataShape(cfg.channels, cfg.image_size, classes)
+
+    @property
+    def native_size(self) -> int:
+        return self.cfg.image_size
+
+    @property
+    def flip_ok(self) -> bool:
+        return self.cfg.flip_ok
+
+    def load(self) -> RawData:
+        train, classes = self._read("data.root", self.cfg.root)
+        test = None
+        if self.cfg.test_root is not None:
+            test, test_classes = self._read("data.test_root", self.cfg.test_root)
+            if test_classes != classes:
+                raise InputError(
+                    f"data.test_root={self.cfg.test_root}: its class folders "
+                    f"({', '.join(test_classes)}) differ from data.root's ({', '.join(classes)})"
+                )
+        return RawData(train, test, len(classes), classes)
+
+    def carve_test(self, train: Split) -> tuple[Split, Split]:
+        return stratified_split(train, self.cfg.test_fraction, self.seed)
+
+    def val_share(self) -> float:
+        if self.cfg.test_root is not None:
+            return self.cfg.val_fraction
+        return self.cfg.val_fraction / (1 - self.cfg.test_fraction)
+
+    def _read(self, key: str, root: str) -> tuple[Split, list[str]]:
+        from torchvision.datasets import ImageFolder
+
+        folder = Path(root).expanduser()
+        if not folder.is_dir():
+            raise InputError(f"{key}={root}: no such folder (expected <class name>/<images>)")
+        try:
+            dataset = ImageFolder(str(folder), loader=self._loader_for_file)
+        except (FileNotFoundError, OSError) as exc:  # no class folders, or no images in them
+            raise InputError(f"{key}={root}: {one_line(exc)}") from None
+        images, labels = [], []
+        for path, label in dataset.samples:
+            try:
+                images.append(dataset.loader(path))
+            except OSError as exc:
+                raise InputError(f"{key}={root}: cannot read {path}: {one_line(exc)}") from None
+            labels.append(label)
+        return Split(torch.stack(images), torch.tensor(labels, dtype=torch.long)), dataset.classes
+
+    def _loader_for_file(self, path: str) -> torch.Tensor:
+        from PIL import Image
+        from torchvision.transforms import v2
+
+        size = self.cfg.image_size
+        with Image.open(path) as img:
+            image = v2.functional.pil_to_tensor(
+                img.convert("L" if self.cfg.channels == 1 else "RGB")
+            )
+        image = v2.functional.resize(image, size, antialias=True)
+        return v2.functional.center_crop(image, [size, size])

@@ -1,0 +1,111 @@
+"""Splits of a dataset: held-out splits, a subset of classes, stratified seeded subsamples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from sklearn.model_selection import train_test_split
+
+from dlexp.errors import ConfigError
+
+
+@dataclass
+class Split:
+    """Images (uint8, NxCxHxW) and integer labels."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index) -> Split:
+        index = torch.as_tensor(index, dtype=torch.long)
+        return Split(self.images[index], self.labels[index])
+
+
+@dataclass
+class RawData:
+    """What a dataset's ``load`` returns; ``test`` is None when the source has none."""
+
+    train: Split
+    test: Split | None
+    num_classes: int
+    class_names: list[str]
+
+
+def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Split off ``fraction`` of ``split`` with the same class proportions, from ``seed``."""
+    index = torch.arange(len(split))
+    keep, take = train_test_split(
+        index.numpy(), test_size=fraction, stratify=split.labels.numpy(), random_state=seed
+    )
+    return split.subset(sorted(keep)), split.subset(sorted(take))
+
+
+def select_classes(raw: RawData, classes: list[int]) -> RawData:
+    """Keep the images of ``classes`` only, relabelled ``0..k-1`` in the order listed."""
+    bad = [c for c in classes if c >= raw.num_classes]
+    if bad:
+        raise ConfigError(
+            "data.classes",
+            list(classes),
+            f"class indices must be < {raw.num_classes} (this dataset's classes: "
+            f"{', '.join(f'{i}={n}' for i, n in enumerate(raw.class_names))})",
+        )
+    relabel = torch.full((raw.num_classes,), -1, dtype=torch.long)
+    relabel[torch.tensor(classes, dtype=torch.long)] = torch.arange(len(classes))
+
+    def keep(split: Split | None) -> Split | None:
+        if split is None:
+            return None
+        new = relabel[split.labels]
+        index = (new >= 0).nonzero().flatten()
+        return Split(split.images[index], new[index])
+
+    names = [raw.class_names[c] for c in classes]
+    return RawData(keep(raw.train), keep(raw.test), len(classes), names)
+
+
+def subsample(split: Split, seed: int, *, total: int | None, per_class: int | None) -> Split:
+    """A stratified subsample of ``split`` drawn from ``seed``.
+
+    ``total``: that many images, with the class proportions of ``split``. ``per_class``:
+    exactly that many images of every class. Neither: ``split`` itself.
+    """
+    if per_class is not None:
+        return _per_class(split, seed, per_class)
+    if total is None or total == len(split):
+        return split
+    if total > len(split):
+        raise ConfigError(
+            "data.train_samples",
+            total,
+            f"must be <= {len(split)}, the training images left after the validation split",
+        )
+    try:
+        keep, _ = train_test_split(
+            torch.arange(len(split)).numpy(),
+            train_size=total,
+            stratify=split.labels.numpy(),
+            random_state=seed,
+        )
+    except ValueError as exc:  # fewer images than classes on one side of the split
+        raise ConfigError("data.train_samples", total, f"cannot stratify: {exc}") from None
+    return split.subset(sorted(keep))
+
+
+def _per_class(split: Split, seed: int, count: int) -> Split:
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for label in split.labels.unique().tolist():
+        index = (split.labels == label).nonzero().flatten()
+        if len(index) < count:
+            raise ConfigError(
+                "data.train_samples_per_class",
+                count,
+                f"class {label} has only {len(index)} training images after the validation split",
+            )
+        chosen.append(index[torch.randperm(len(index), generator=generator)[:count]])
+    return split.subset(torch.cat(chosen).sort().values)

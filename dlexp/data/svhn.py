@@ -1,0 +1,54 @@
+"""SVHN: Street View House Numbers, 32x32 colour crops of digits (official train/test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dlexp.data.base import RawData, Split
+from dlexp.data.checked_files import CheckedDataConfig, CheckedFilesDataModule
+from dlexp.data.registry import register_data
+
+
+@dataclass
+class SVHNConfig(CheckedDataConfig):
+    pass
+
+
+@register_data("svhn", SVHNConfig)
+class SVHNDataModule(CheckedFilesDataModule):
+    """``<data.root>/SVHN/{train,test}_32x32.mat`` (MATLAB files: ``X`` 32x32x3xN, ``y``).
+
+    The files label the digit 0 as 10; here it is 0. Digits: never flipped.
+    """
+
+    dataset_cls_name = "SVHN"
+    native_size = 32
+    native_channels = 3
+    flip_ok = False
+
+    def raw_folder(self) -> Path:
+        return Path(self.cfg.root).expanduser() / "SVHN"
+
+    def files(self) -> list[tuple[str, str]]:
+        splits = self.dataset_cls().split_list
+        return [(splits[s][1], splits[s][2]) for s in ("train", "test")]
+
+    def fetch(self) -> None:
+        for split in ("train", "test"):
+            self.dataset_cls()(str(self.raw_folder()), split=split, download=True)
+
+    def read(self, folder: Path) -> RawData:
+        from scipy.io import loadmat
+
+        def split(name: str) -> Split:
+            mat = loadmat(str(folder / name))
+            images = np.ascontiguousarray(np.transpose(mat["X"], (3, 2, 0, 1)), dtype=np.uint8)
+            labels = torch.from_numpy(mat["y"].astype(np.int64).reshape(-1)) % 10
+            return Split(torch.from_numpy(images), labels)
+
+        train, test = (split(name) for name, _ in self.files())
+        return RawData(train, test, 10, [str(i) for i in range(10)])
