@@ -34,6 +34,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: dict[str, Any] | None = field(default_factory=dict)
     callbacks: dict[str, Any] | None = field(default_factory=dict)
+    transfer: Any = MISSING
     seed: int = param(42, ge=0, lt=2**32)
 
 
@@ -42,6 +43,7 @@ def register_configs() -> None:
     from dlexp.data import DATASETS
     from dlexp.models import MODELS
     from dlexp.optim import OPTIMIZER_SCHEMAS
+    from dlexp.transfer import TRANSFER_SCHEMAS
 
     cs = ConfigStore.instance()
     cs.store(name="dlexp_config", node=Config)
@@ -49,6 +51,7 @@ def register_configs() -> None:
         ("data", {n: s.config for n, s in DATASETS.items()}),
         ("model", {n: s.config for n, s in MODELS.items()}),
         ("optimizer", OPTIMIZER_SCHEMAS),
+        ("transfer", TRANSFER_SCHEMAS),
     ):
         for name, schema in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=schema)

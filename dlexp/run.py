@@ -29,6 +29,7 @@ from dlexp.models import build_model
 from dlexp.module import ClassificationModule
 from dlexp.record import RunRecord
 from dlexp.trainer import build_trainer
+from dlexp.transfer import prepare_transfer
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,17 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         num_classes=datamodule.num_classes,
         image_size=datamodule.image_size,
     )
+    transfer = prepare_transfer(cfg.get("transfer"), model, cfg.model)
     module = ClassificationModule(
-        model, datamodule.normalizer, datamodule.num_classes, instantiate(cfg.optimizer)
+        model,
+        datamodule.normalizer,
+        datamodule.num_classes,
+        transfer.optimizer(instantiate(cfg.optimizer)),
     )
     history = EpochHistory(run_dir / "epochs.csv")
     callbacks = build_callbacks(cfg.callbacks, run_dir)
     callbacks += [history, ConfusionMatrixReport(run_dir, datamodule.class_names)]
+    callbacks += transfer.callbacks
     trainer = build_trainer(
         cfg.trainer,
         callbacks=callbacks,
@@ -74,7 +80,9 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
             "num_classes": datamodule.num_classes,
             "image_size": datamodule.image_size,
             "in_channels": datamodule.in_channels,
+            "class_names": datamodule.class_names,
         },
+        transfer=transfer.record,
     )
     try:
         trainer.fit(module, datamodule=datamodule)
