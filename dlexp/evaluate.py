@@ -123,7 +123,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             )
         value = override.value()
         if key in ("data", "model", "trainer"):
-            cfg[key] = _group_option(key, value, line)
+            cfg[key] = _group_option(key, line)
         elif OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
             parent = key.rsplit(".", 1)[0]
             node = OmegaConf.select(cfg, parent)
@@ -143,7 +143,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 _ABSENT = object()
 
 
-def _group_option(group: str, option: object, line: str) -> DictConfig:
+def _group_option(group: str, line: str) -> DictConfig:
     """The ``group=option`` node as ``dlexp train`` would compose it."""
     from dlexp.config import register_configs
     from dlexp.preflight import check_command_line

@@ -89,7 +89,11 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         checkpoint = find_checkpoint_callback(callbacks)
         best_path = checkpoint.best_model_path if checkpoint else ""
         tested = trainer.test(
-            module, datamodule=datamodule, ckpt_path=best_path or None, verbose=False
+            module,
+            datamodule=datamodule,
+            ckpt_path=best_path or None,
+            verbose=False,
+            weights_only=True,
         )
     except Exception as exc:
         log.debug("training failed", exc_info=True)
