@@ -28,6 +28,10 @@ USAGE = """usage: dlexp <command> [arguments]
 
 commands:
   train [overrides]   train (and test) one configuration; -m for a sweep; --help for the groups
+  eval ckpt=<run dir|.ckpt> [overrides]
+                      test a trained run again (its own data config, or overridden); eval.json
+  predict ckpt=<run dir|.ckpt> inputs=<image|folder> [topk=5] [out=<csv>]
+                      top-k classes of PNG/JPEG images, printed and written as CSV
   models [overrides]  the registered models: parameters, MACs and input support for the data
   report PATHS        summary tables, seed groups and plots of a sweep dir or run dirs
   resume-sweep DIR    finish an interrupted sweep: keep completed jobs, resume the others
@@ -260,8 +264,36 @@ def models_command(args: list[str]) -> int:
     return run(args)
 
 
+def key_values(args: list[str], command: str) -> dict[str, str]:
+    """``key=value`` arguments of the non-Hydra commands, in order; anything else is bad input."""
+    from dlexp.errors import InputError
+
+    parsed: dict[str, str] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            raise InputError(f"{arg}: expected key=value (see: dlexp {command} --help)")
+        if key in parsed:
+            raise InputError(f"{arg}: {key} given twice")
+        parsed[key] = value
+    return parsed
+
+
+def _lazy(module: str, name: str) -> Callable[[list[str]], int]:
+    """A command implemented in ``module`` (imported when the command runs)."""
+
+    def command(args: list[str]) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(args)
+
+    return command
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": train_command,
+    "eval": _lazy("dlexp.evaluate", "eval_command"),
+    "predict": _lazy("dlexp.predict", "predict_command"),
     "models": models_command,
     "report": report_command,
     "resume-sweep": resume_sweep_command,

@@ -57,6 +57,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: dict[str, Any] | None = field(default_factory=dict)
     callbacks: dict[str, Any] | None = field(default_factory=dict)
+    transfer: Any = MISSING
     seed: int = param(42, ge=0, lt=2**32)
     resume: str | None = None  # a run dir (set by `dlexp train resume=<dir>`) or "auto"
 
@@ -81,6 +82,7 @@ def register_configs() -> None:
     from dlexp.models import MODELS
     from dlexp.optim import OPTIMIZER_SCHEMAS
     from dlexp.schedulers import SCHEDULER_SCHEMAS
+    from dlexp.transfer import TRANSFER_SCHEMAS
 
     cs = ConfigStore.instance()
     cs.store(name="dlexp_config", node=Config)
@@ -91,6 +93,7 @@ def register_configs() -> None:
         ("scheduler", SCHEDULER_SCHEMAS),
         ("augment", dict.fromkeys(AUGMENT_LEVELS, AugmentConfig)),
         ("callbacks", CALLBACK_SCHEMAS),
+        ("transfer", TRANSFER_SCHEMAS),
     ):
         for name, schema in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=schema)

@@ -43,6 +43,7 @@ from dlexp.regularization import RegularizationConfig, WeightPenalty
 from dlexp.resume import ResumePlan, plan_resume
 from dlexp.schedulers import scheduler_factory
 from dlexp.trainer import build_trainer
+from dlexp.transfer import prepare_transfer
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,12 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         num_classes=datamodule.num_classes,
         image_size=datamodule.image_size,
     )
+    transfer = prepare_transfer(cfg.get("transfer"), model, cfg.model)
     module = ClassificationModule(
         model,
         datamodule.normalizer,
         datamodule.num_classes,
-        instantiate(cfg.optimizer),
+        transfer.optimizer(instantiate(cfg.optimizer)),
         scheduler=scheduler_factory(cfg.scheduler, max_epochs=cfg.trainer.max_epochs),
         criterion=ClassificationLoss(cfg.loss.label_smoothing),
         penalty=WeightPenalty(
@@ -90,6 +92,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         RngStateCheckpoint(),
         InterruptCheckpoint(run_dir / "checkpoints" / "interrupted.ckpt"),
     ]
+    callbacks += transfer.callbacks
     if plan.checkpoint is None:
         callbacks.append(SampleImages())
     resume_step = plan.global_step if plan.checkpoint else None
@@ -107,7 +110,9 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
             "num_classes": datamodule.num_classes,
             "image_size": datamodule.image_size,
             "in_channels": datamodule.in_channels,
+            "class_names": datamodule.class_names,
         },
+        transfer=transfer.record,
     )
     checkpoint = find_checkpoint_callback(callbacks)
     with InterruptHandler():

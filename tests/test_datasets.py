@@ -21,6 +21,9 @@ from conftest import QUICK, only_run_dir, read_metrics, run_inprocess
 
 # -- writing fake files in the official layouts ----------------------------------------------
 
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck"]  # fmt: skip
+
 
 def fake_cifar10(root: Path, per_batch: int = 20) -> dict[str, np.ndarray]:
     """``cifar-10-batches-py`` with five training batches and a test batch of random images."""
@@ -34,20 +37,8 @@ def fake_cifar10(root: Path, per_batch: int = 20) -> dict[str, np.ndarray]:
         with open(folder / name, "wb") as f:
             pickle.dump({"batch_label": name, "data": data, "labels": labels}, f)
         written[name] = data
-    names = [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ]
     with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": names, "num_vis": 3072}, f)
+        pickle.dump({"label_names": CIFAR10_CLASSES, "num_vis": 3072}, f)
     return written
 
 
@@ -166,7 +157,8 @@ def test_a_run_on_cifar10_gets_its_facts_into_the_model(tmp_path):
     metrics = read_metrics(only_run_dir(tmp_path))
     assert metrics["status"] == "completed"
     assert metrics["data"] == {"train": 90, "val": 10, "test": 20, "num_classes": 10,
-                               "image_size": 32, "in_channels": 3}  # fmt: skip
+                               "image_size": 32, "in_channels": 3,
+                               "class_names": CIFAR10_CLASSES}  # fmt: skip
 
 
 # -- svhn, kmnist --------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ def test_metrics_json_has_every_field_with_sane_values(default_run):
         "num_classes": 10,
         "image_size": 32,
         "in_channels": 1,
+        "class_names": [str(d) for d in range(10)],
     }
     best_ckpt = default_run / "checkpoints" / f"epoch{m['best_epoch'] - 1:03d}.ckpt"
     assert m["best_checkpoint"] == str(best_ckpt) and best_ckpt.is_file()

@@ -1,0 +1,182 @@
+"""``dlexp predict ckpt=<run dir or .ckpt> inputs=<image or folder> [topk=5] [out=<csv>]``.
+
+Each PNG/JPEG image is read with the run's channel count (gray or RGB), resized to the
+run's image size like the training data (bilinear, antialiased) and normalized by the
+checkpoint's own input normalizer; the top-k classes and their probabilities are printed
+as a table and written as CSV (default: ``predictions.csv`` in the run directory).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
+
+import torch
+
+from dlexp.checkpoints import (
+    lightning_state_dict,
+    load_run_config,
+    resolve_checkpoint,
+    restore_module,
+    run_dir_of,
+    safe_load,
+)
+from dlexp.errors import EXIT_BAD_INPUT, EXIT_OK, InputError
+from dlexp.io import atomic_write_text, read_json
+
+USAGE = """usage: dlexp predict ckpt=<run dir|.ckpt> inputs=<image|folder> [topk=5] [out=<csv>]
+
+Prints the top-k classes of every PNG/JPEG image (a folder: all of them, recursively) and
+writes them as CSV (default: predictions.csv in the run directory).
+"""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+ALLOWED = ("ckpt", "inputs", "topk", "out")
+BATCH = 256
+
+
+def predict_command(args: list[str]) -> int:
+    """Entry point of ``dlexp predict``."""
+    from dlexp.cli import key_values
+
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE, end="", file=sys.stdout if args else sys.stderr)
+        return EXIT_OK if args else EXIT_BAD_INPUT
+    options = key_values(args, "predict")
+    for key in options:
+        if key not in ALLOWED:
+            raise InputError(
+                f"{key}={options[key]}: unknown argument; predict takes {', '.join(ALLOWED)}"
+            )
+    for key in ("ckpt", "inputs"):
+        if key not in options:
+            raise InputError(f"{key}: required ({USAGE.splitlines()[0][7:]})")
+    topk = _positive_int(options.get("topk", "5"), "topk")
+    ckpt = resolve_checkpoint(options["ckpt"], "ckpt")
+    state = lightning_state_dict(safe_load(ckpt, "ckpt"), ckpt, "ckpt")
+    run_dir = run_dir_of(ckpt)
+    if run_dir is None:
+        raise InputError(
+            f"ckpt={ckpt}: no config.yaml beside it (predict needs the run's directory)"
+        )
+    files = image_files(Path(options["inputs"]).expanduser())
+    out = Path(options.get("out") or run_dir / "predictions.csv").expanduser()
+    rows = predict(run_dir, ckpt, state, files, topk)
+    atomic_write_text(out, to_csv(rows, topk))
+    _print_table(rows, ckpt, Path(options["inputs"]).expanduser())
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+def predict(run_dir: Path, ckpt: Path, state: dict, files: list[Path], topk: int) -> list[dict]:
+    """Top-``topk`` classes of each image: ``[{"file", "classes", "probs"}, ...]``.
+
+    ``state`` is the checkpoint's module state dict; the run's config and ``metrics.json``
+    give the architecture, image size, channels and class names.
+    """
+    facts = _data_facts(run_dir)
+    module = restore_module(
+        load_run_config(run_dir).model,
+        state,
+        in_channels=facts["in_channels"],
+        num_classes=facts["num_classes"],
+        image_size=facts["image_size"],
+        key="ckpt",
+        shown=str(ckpt),
+    )
+    names = facts.get("class_names") or [str(i) for i in range(facts["num_classes"])]
+    k = min(topk, facts["num_classes"])
+    rows = []
+    for start in range(0, len(files), BATCH):
+        chunk = files[start : start + BATCH]
+        images = torch.stack(
+            [load_image(f, facts["in_channels"], facts["image_size"]) for f in chunk]
+        )
+        with torch.no_grad():
+            probs = torch.softmax(module(images), dim=1)
+        top = probs.topk(k, dim=1)
+        for f, p, i in zip(chunk, top.values.tolist(), top.indices.tolist(), strict=True):
+            rows.append({"file": str(f), "classes": [names[j] for j in i], "probs": p})
+    return rows
+
+
+def image_files(inputs: Path) -> list[Path]:
+    """``inputs`` itself, or every PNG/JPEG below the folder ``inputs`` (sorted)."""
+    if inputs.is_file():
+        return [inputs]
+    if not inputs.is_dir():
+        raise InputError(f"inputs={inputs}: no such file or directory")
+    files = sorted(p for p in inputs.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"inputs={inputs}: no .png/.jpg/.jpeg images in this folder")
+    return files
+
+
+def load_image(path: Path, channels: int, size: int) -> torch.Tensor:
+    """A uint8 ``(channels, size, size)`` tensor, preprocessed like the training images."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from dlexp.data.base import resize
+
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise InputError(f"inputs={path}: not a readable PNG/JPEG image ({reason})") from None
+    tensor = torch.from_numpy(array.copy())
+    tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+    return resize(tensor.unsqueeze(0), size)[0]
+
+
+def to_csv(rows: list[dict], topk: int) -> str:
+    """``file,class_1,prob_1,…,class_k,prob_k``: one row per image."""
+    k = len(rows[0]["classes"]) if rows else topk
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["file"] + [f"{c}_{i}" for i in range(1, k + 1) for c in ("class", "prob")])
+    for row in rows:
+        cells = [v for pair in zip(row["classes"], row["probs"], strict=True) for v in pair]
+        writer.writerow([row["file"]] + [f"{v:.6f}" if isinstance(v, float) else v for v in cells])
+    return buffer.getvalue()
+
+
+def _print_table(rows: list[dict], ckpt: Path, inputs: Path) -> None:
+    """The top-k table; files are shown relative to the ``inputs`` folder."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"predictions of {ckpt}")
+    table.add_column("file", overflow="fold")
+    for i in range(1, len(rows[0]["classes"]) + 1 if rows else 1):
+        table.add_column(f"#{i}", no_wrap=True)
+    for row in rows:
+        cells = [f"{c} ({p:.3f})" for c, p in zip(row["classes"], row["probs"], strict=True)]
+        shown = Path(row["file"]).relative_to(inputs) if inputs.is_dir() else Path(row["file"]).name
+        table.add_row(str(shown), *cells)
+    Console().print(table)
+
+
+def _data_facts(run_dir: Path) -> dict:
+    try:
+        facts = read_json(run_dir / "metrics.json").get("data") or {}
+    except (OSError, ValueError):
+        facts = {}
+    missing = [k for k in ("in_channels", "num_classes", "image_size") if k not in facts]
+    if missing:
+        raise InputError(
+            f"{run_dir}: metrics.json lacks the data facts predict needs ({', '.join(missing)})"
+        )
+    return facts
+
+
+def _positive_int(value: str, key: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise InputError(f"{key}={value}: must be an integer >= 1")
+    return number
