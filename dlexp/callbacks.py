@@ -12,7 +12,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
@@ -39,13 +39,21 @@ class EarlyStoppingConfig:
 CALLBACK_SCHEMAS: dict[str, type] = {"early_stopping": EarlyStoppingConfig}
 
 
-def build_callbacks(cfg: DictConfig | None, run_dir: Path) -> list[pl.Callback]:
-    """Instantiate every entry of the ``callbacks`` group; checkpoints go to ``run_dir``."""
+def build_callbacks(
+    cfg: DictConfig | None, run_dir: Path, with_logger: bool = True
+) -> list[pl.Callback]:
+    """Instantiate every entry of the ``callbacks`` group; checkpoints go to ``run_dir``.
+
+    Without a logger (``logger=none``) a LearningRateMonitor has nowhere to write and is
+    left out (``epochs.csv`` still records the learning rate).
+    """
     callbacks = []
     for node in (cfg or {}).values():
         if node is None:
             continue
         callback = instantiate(node)
+        if isinstance(callback, LearningRateMonitor) and not with_logger:
+            continue
         if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
             callback.dirpath = str(run_dir / "checkpoints")
         callbacks.append(callback)

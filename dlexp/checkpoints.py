@@ -50,7 +50,10 @@ def safe_load(path: str | Path, key: str) -> Any:
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{key}={path}: not a readable checkpoint ({first})") from None
+        first = first.split(". ")[0]  # torch appends paragraphs of advice to the first sentence
+        raise InputError(
+            f"{key}={path}: not a readable checkpoint, truncated or corrupt ({first})"
+        ) from None
 
 
 def resolve_checkpoint(source: str | Path, key: str) -> Path:

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -172,6 +173,12 @@ def explain(exc: BaseException, overrides: list[str]) -> str:
         return f"+{key.group(1) if key else '?'}: the key exists already; drop the '+'"
     if "Could not delete from config" in text or "Could not override" in text:
         return _first(text)
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return (
+            f"{mark.name}: malformed YAML at line {mark.line + 1}, column {mark.column + 1}: "
+            f"{exc.problem or exc.context}"
+        )
     if isinstance(exc, (OSError, ValueError)) and "yaml" in text.lower():
         return f"malformed YAML: {_first(text)}"
     return _first(text)

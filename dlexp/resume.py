@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from dlexp.checkpoints import safe_load
 from dlexp.errors import InputError
 
 KEEP_ON_RESTART = {".hydra", "train.log", "attempts"}
@@ -56,7 +55,7 @@ def plan_resume(run_dir: Path) -> ResumePlan:
     if plan.skip:
         return plan
     if previous.get("status") in ("interrupted", "running") and last.is_file():
-        state = load_checkpoint(last)
+        state = safe_load(last, "resume")
         plan.checkpoint, plan.epoch = last, int(state["epoch"]) + 1
         plan.global_step = int(state["global_step"])
         return plan
@@ -73,16 +72,3 @@ def archive_attempt(run_dir: Path) -> Path:
         if item.name not in KEEP_ON_RESTART:
             shutil.move(str(item), target / item.name)
     return target
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint safely (``weights_only=True``); a bad file is a one-line error."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such checkpoint file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        reason = " ".join(str(exc).split())[:300]
-        raise InputError(
-            f"{path}: not a readable checkpoint ({type(exc).__name__}: {reason})"
-        ) from None

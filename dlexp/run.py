@@ -84,7 +84,9 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         ),
     )
     history = EpochHistory(run_dir / "epochs.csv", resume_after_epoch=plan.epoch)
-    callbacks = build_callbacks(cfg.callbacks, run_dir)
+    resume_step = plan.global_step if plan.checkpoint else None
+    loggers = build_loggers(cfg.logger, run_dir, resume_step=resume_step)
+    callbacks = build_callbacks(cfg.callbacks, run_dir, with_logger=bool(loggers))
     callbacks += [
         history,
         ConfusionMatrixReport(run_dir, datamodule.class_names),
@@ -95,8 +97,6 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     callbacks += transfer.callbacks
     if plan.checkpoint is None:
         callbacks.append(SampleImages())
-    resume_step = plan.global_step if plan.checkpoint else None
-    loggers = build_loggers(cfg.logger, run_dir, resume_step=resume_step)
     trainer = build_trainer(cfg.trainer, callbacks=callbacks, loggers=loggers, run_dir=run_dir)
 
     atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
+from dlexp.errors import ConfigError, InputError
 from dlexp.guards import AtomicCheckpointIO
 from dlexp.schema import param
 
@@ -52,6 +54,32 @@ class TrainerConfig:
     enable_model_summary: bool = True
     fast_dev_run: bool = False
 
+    def check(self, key: str) -> None:
+        if not _valid_devices(self.devices):
+            raise ConfigError(
+                f"{key}.devices",
+                self.devices,
+                "must be auto, a count >= 1, -1 (all), or a list of device indices",
+            )
+
+
+def _valid_devices(devices: Any) -> bool:
+    """Lightning's forms: "auto", a count (-1 = all), a list or "0,1" string of indices."""
+    if devices == "auto":
+        return True
+    if isinstance(devices, str):
+        try:
+            devices = [int(d) for d in devices.split(",") if d.strip()]
+        except ValueError:
+            return False
+    if isinstance(devices, bool):
+        return False
+    if isinstance(devices, int):
+        return devices >= 1 or devices == -1
+    if isinstance(devices, list | tuple):
+        return bool(devices) and all(isinstance(d, int) and d >= 0 for d in devices)
+    return False
+
 
 class _DropAdvertisements(logging.Filter):
     """Drops Lightning's "Tip: try installing <service>" messages from the console and log."""
@@ -71,10 +99,13 @@ def build_trainer(
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         if key in kwargs and float(kwargs[key]).is_integer() and kwargs[key] > 1:
             kwargs[key] = int(kwargs[key])  # a whole number > 1 is a batch count
-    return pl.Trainer(
-        **kwargs,
-        callbacks=callbacks,
-        logger=loggers or False,
-        default_root_dir=str(run_dir),
-        plugins=[AtomicCheckpointIO()],
-    )
+    try:
+        return pl.Trainer(
+            **kwargs,
+            callbacks=callbacks,
+            logger=loggers or False,
+            default_root_dir=str(run_dir),
+            plugins=[AtomicCheckpointIO()],
+        )
+    except (MisconfigurationException, ImportError, TypeError, ValueError) as exc:  # no GPU…
+        raise InputError(f"trainer: {' '.join(str(exc).split())}") from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conftest import QUICK, run_cli, run_inprocess
@@ -37,6 +39,59 @@ BAD_TRAIN_LINES = [
         "optimizer.nesterov=True: needs optimizer.momentum > 0",
     ),
     (["-m", "model.dropout=0,1.5"], "model.dropout=1.5: must be a number in [0, 1)"),
+    # every other group
+    (["scheduler=exponential"], "scheduler=exponential: no such option in group 'scheduler'"),
+    (
+        ["scheduler=cosine", "scheduler.warmup_epochs=50"],
+        "scheduler.warmup_epochs=50.0: must be < trainer.max_epochs=2",
+    ),
+    (["augment=extreme"], "augment=extreme: no such option in group 'augment'"),
+    (["augment.mixup_alpha=-1"], "augment.mixup_alpha=-1.0: must be >= 0"),
+    (["logger=wandb"], "logger=wandb: no such option in group 'logger'; available: csv, none"),
+    (
+        ["callbacks=early_stopping", "callbacks.early_stopping.patience=-1"],
+        "callbacks.early_stopping.patience=-1: must be >= 1",
+    ),
+    (
+        ["callbacks=early_stopping", "callbacks.early_stopping.mode=up"],
+        "callbacks.early_stopping.mode=up: must be one of: min, max",
+    ),
+    (["regularization.l2=-0.1"], "regularization.l2=-0.1: must be >= 0"),
+    (["regularization.l1=abc"], "regularization.l1=abc: regularization.l1 must be a number"),
+    (["loss.label_smoothing=1.5"], "loss.label_smoothing=1.5: must be a number in [0, 1]"),
+    (["transfer=linear_probe"], "transfer=linear_probe needs a source"),
+    (["transfer.bn=maybe"], "transfer.bn=maybe: must be one of: freeze, train"),
+    (
+        ["transfer=finetune", "transfer.source=/nonexistent.ckpt"],
+        "transfer.source=/nonexistent.ckpt: no such file or directory",
+    ),
+    (["+experiment=nonexistent"], "+experiment=nonexistent: no such option in group 'experiment'"),
+    (["model=mlp", "model.hidden_sizes=[64,-1]"], "model.hidden_sizes=[64, -1]: must be >= 1"),
+    (["data.classes=[1,x]"], "data.classes=[1,x]: data.classes[1] must be an integer"),
+    (["data.classes=[1]"], "data.classes=[1]: must list two or more distinct class indices"),
+    (
+        ["data.train_samples=10", "data.train_samples_per_class=3"],
+        "data.train_samples_per_class=3: cannot be combined with data.train_samples",
+    ),
+    (
+        ["model=alexnet", "model.stem=imagenet"],
+        "data.image_size=32: model alexnet with stem imagenet needs images of at least 63 px",
+    ),
+    (["model=vgg11", "model.residual=false"], "model.residual=false: unknown key 'model.residual'"),
+    (["model.norm=instance"], "model.norm=instance: must be one of: none, batch, group, layer"),
+    (
+        ["model=mlp", "model.weight_standardization=true"],
+        "model.weight_standardization=true: mlp has no convolution to standardize",
+    ),
+    (["trainer.devices=0"], "trainer.devices=0: must be auto, a count >= 1, -1 (all)"),
+    (["trainer.devices=[0,1]"], "trainer: `devices` selected with `CPUAccelerator` should be"),
+    (["resume=/nonexistent"], "resume=/nonexistent: must be a dlexp run directory"),
+    (["hydra.run.dir=/proc/dlexp"], "hydra.run.dir=/proc/dlexp: cannot write there"),
+    (["data=imagefolder"], "data.root=???: is required but was not set"),
+    (
+        ["data=cifar10", "data.root=/nonexistent", "data.download=false"],
+        "data.root=/nonexistent: CIFAR10 not found in /nonexistent/cifar-10-batches-py",
+    ),
 ]
 
 
@@ -63,6 +118,69 @@ def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path):
         assert done.stderr.strip().startswith("error: dlexp train: ")
     runs = tmp_path / "outputs" / "runs"
     assert not runs.exists() or not any(runs.iterdir())  # nothing that looks like a run
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """One finished run, a truncated copy of its checkpoint and other files bad on purpose."""
+    root = tmp_path_factory.mktemp("bad_commands")
+    run = root / "run"
+    code = run_inprocess("train", *QUICK, "trainer.max_epochs=1", f"hydra.run.dir={run}", cwd=root)
+    assert code == 0
+    (ckpt,) = (run / "checkpoints").glob("epoch*.ckpt")
+    truncated = root / "truncated.ckpt"
+    truncated.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    (root / "notes.txt").write_text("not an image")
+    broken = root / "userconf" / "experiment" / "broken.yaml"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("# @package _global_\ntrainer: {max_epochs: [1\n")
+    return {"root": root, "run": run, "truncated": truncated}
+
+
+# (command line with {run}/{truncated}/{root} placeholders, text the error line must contain)
+BAD_COMMAND_LINES = [
+    (["eval", "ckpt=/nonexistent"], "ckpt=/nonexistent: no checkpoint found"),
+    (["eval", "ckpt={truncated}"], "not a readable checkpoint, truncated or corrupt"),
+    (["eval", "ckpt={run}", "data.batch_size=0"], "data.batch_size=0: must be >= 1"),
+    (["eval", "ckpt={run}", "model.norm=batch"], "the checkpoint does not fit the model"),
+    (["eval", "ckpt={run}", "bogus"], "bogus: expected key=value"),
+    (["predict", "ckpt={run}"], "inputs: required"),
+    (["predict", "ckpt={run}", "inputs=/nonexistent.png"], "no such file or directory"),
+    (["predict", "ckpt={run}", "inputs={root}/notes.txt"], "not a readable PNG/JPEG image"),
+    (["predict", "ckpt={run}", "inputs={root}", "topk=0"], "topk=0: must be an integer >= 1"),
+    (["predict", "ckpt={truncated}", "inputs={root}"], "truncated or corrupt"),
+    (["report"], "the following arguments are required: paths"),
+    (["report", "/nonexistent"], "/nonexistent: holds no runs"),
+    (["report", "{run}", "--metric", "test/bogus"], "--metric=test/bogus: must be one of"),
+    (["models", "data=nope"], "data=nope: no such option in group 'data'"),
+    (["models", "data.image_size=abc"], "data.image_size=abc: data.image_size must be an integer"),
+    (["resume-sweep", "{run}"], "must be a sweep directory (with multirun.yaml)"),
+    (["train", "transfer=finetune", "transfer.source={truncated}"], "truncated or corrupt"),
+    (
+        ["train", "--config-dir", "{root}/userconf", "+experiment=broken"],
+        "broken.yaml: malformed YAML at line 3, column 1",
+    ),
+    (["trian"], "command=trian: unknown command; choose one of: train"),
+]
+
+
+def _files(root: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "args,message", BAD_COMMAND_LINES, ids=lambda a: " ".join(a) if isinstance(a, list) else None
+)
+def test_bad_command_line_exits_2_with_one_clear_line(trained, capsys, args, message):
+    places = {name: str(path) for name, path in trained.items()}
+    args = [a.format(**places) for a in args]
+    before = _files(trained["root"])
+    code = run_inprocess(*args, cwd=trained["root"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1, err
+    assert message in err[0] and err[0].startswith("error: ")
+    assert _files(trained["root"]) == before  # nothing written, nothing changed or lost
 
 
 def test_unknown_command(capsys):
