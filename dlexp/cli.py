@@ -246,13 +246,19 @@ def report_command(args: list[str]) -> int:
         default=None,
         help="where to write (default: the sweep dir, or . for several paths)",
     )
+    parser.add_argument(
+        "--target",
+        type=float,
+        default=None,
+        help="also report the first epoch at which val/acc reached this value",
+    )
     parsed = parser.parse_args(args)
     from dlexp.reports.report import build_report
     from dlexp.reports.summary import METRIC_COLUMNS
 
     if parsed.metric not in METRIC_COLUMNS:
         raise ConfigError("--metric", parsed.metric, "must be one of: " + ", ".join(METRIC_COLUMNS))
-    path = build_report(parsed.paths, parsed.out, parsed.metric)
+    path = build_report(parsed.paths, parsed.out, parsed.metric, parsed.target)
     print(f"report: {path}")
     return EXIT_OK
 

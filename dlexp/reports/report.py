@@ -44,6 +44,16 @@ class Group:
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         return statistics.fmean(values), std, len(values)
 
+    def epochs_to(self, target: float) -> str:
+        """First epoch with val/acc >= ``target``: mean ± std, and how many runs got there."""
+        reached = [e for r in self.completed() if (e := r.epochs_to(target)) is not None]
+        if not reached:
+            return "never"
+        std = statistics.stdev(reached) if len(reached) > 1 else 0.0
+        text = f"{statistics.fmean(reached):.1f} ± {std:.1f}"
+        n = len(self.completed())
+        return text if len(reached) == n else f"{text} ({len(reached)}/{n} runs)"
+
 
 def group_runs(runs: list[Run]) -> tuple[list[str], list[Group]]:
     """The factors of the sweep (varying keys but the seed) and the runs grouped by them."""
@@ -55,28 +65,43 @@ def group_runs(runs: list[Run]) -> tuple[list[str], list[Group]]:
     return factors, list(groups.values())
 
 
-def group_rows(groups: list[Group]) -> list[dict[str, object]]:
+def group_rows(groups: list[Group], target: float | None = None) -> list[dict[str, object]]:
+    """One row per configuration: mean ± std of every metric, epochs and seconds.
+
+    With ``target``, an ``epochs_to_<target>`` column: the first epoch with val/acc >= target.
+    """
     rows = []
     for g in groups:
         row: dict[str, object] = dict(g.factors) or {"config": "all runs"}
         row["n"] = len(g.completed())
         row["failed"] = len(g.runs) - len(g.completed())
-        for metric in METRIC_COLUMNS:
+        for metric in (*METRIC_COLUMNS, "epochs", "wall_s"):
             mean, std, n = g.stats(metric)
-            row[metric] = "" if n == 0 else f"{mean:.4f} ± {std:.4f}"
+            digits = 4 if metric in METRIC_COLUMNS else 1
+            row[metric] = "" if n == 0 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+        if target is not None:
+            row[f"epochs_to_{target:g}"] = g.epochs_to(target)
         rows.append(row)
     return rows
 
 
-def build_report(paths: list[Path], out_dir: Path | None = None, metric: str = "test/acc") -> Path:
-    """Write the report for the runs under ``paths``; return the path of ``report.md``."""
+def build_report(
+    paths: list[Path],
+    out_dir: Path | None = None,
+    metric: str = "test/acc",
+    target: float | None = None,
+) -> Path:
+    """Write the report for the runs under ``paths``; return the path of ``report.md``.
+
+    ``target``: also report the first epoch at which val/acc reached it (speed of training).
+    """
     runs = find_runs(paths)
     out_dir = out_dir or (paths[0] if len(paths) == 1 else Path.cwd())
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = write_summary(runs, out_dir)
     print_table(rows, f"{len(runs)} runs")
     factors, groups = group_runs(runs)
-    table = group_rows(groups)
+    table = group_rows(groups, target)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(table[0]), lineterminator="\n")
     writer.writeheader()
@@ -105,6 +130,16 @@ def build_report(paths: list[Path], out_dir: Path | None = None, metric: str = "
         mean, std, n = best.stats(metric)
         lines += ["", f"**Best {metric}: {best.label}** — {mean:.4f} ± {std:.4f} (n={n})."]
     lines += ["", "## Configurations (mean ± std over seeds)", "", markdown_table(table)]
+    lines += [
+        "val/* at the best epoch, test/* of its checkpoint, train/* at the last epoch;"
+        " gap = train/acc - val/acc at the last epoch"
+        + (
+            f"; epochs_to_{target:g}: the first epoch with val/acc >= {target:g}."
+            if target is not None
+            else "."
+        )
+        + "\n"
+    ]
     lines += [f"![{p.stem}]({p.name})\n" for p in images if p is not None]
     lines += ["## Runs", "", markdown_table(rows)]
     return atomic_write_text(out_dir / "report.md", "\n".join(lines))

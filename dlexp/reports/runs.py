@@ -14,6 +14,9 @@ from dlexp.errors import InputError
 _NOT_A_FACTOR = ("hydra.", "resume", "trainer.enable_progress_bar", "trainer.enable_model_summary")
 
 
+_RECORD_KEYS = {"epochs": "epochs", "wall_s": "wall_seconds"}
+
+
 @dataclass
 class Run:
     """One run directory as read back from disk."""
@@ -28,10 +31,31 @@ class Run:
         return self.metrics.get("status", "missing")
 
     def value(self, metric: str) -> float | None:
-        """A final metric: ``test/…`` from the test, ``val/…`` at the best epoch."""
-        section = "test" if metric.startswith("test/") else "best"
-        value = self.metrics.get(section, {}).get(metric)
+        """A final metric of the run (None when it has none).
+
+        ``test/…`` from the test, ``val/…`` at the best epoch, ``train/…`` at the last epoch,
+        ``gap``: train/acc - val/acc at the last epoch (the overfitting gap), ``epochs``
+        (epochs trained) and ``wall_s`` (seconds).
+        """
+        if metric in _RECORD_KEYS:
+            value = self.metrics.get(_RECORD_KEYS[metric])
+        elif metric == "gap":
+            last = self.epochs[-1] if self.epochs else {}
+            both = "train/acc" in last and "val/acc" in last
+            value = last["train/acc"] - last["val/acc"] if both else None
+        elif metric.startswith("train/"):
+            value = self.epochs[-1].get(metric) if self.epochs else None
+        else:
+            section = "test" if metric.startswith("test/") else "best"
+            value = self.metrics.get(section, {}).get(metric)
         return None if value is None else float(value)
+
+    def epochs_to(self, target: float, metric: str = "val/acc") -> int | None:
+        """The first epoch at which ``metric`` reached ``target`` (None: never)."""
+        for row in self.epochs:
+            if row.get(metric, float("-inf")) >= target:
+                return int(row["epoch"])
+        return None
 
 
 def parse_overrides(lines: list[str]) -> dict[str, str]:

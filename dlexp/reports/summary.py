@@ -10,7 +10,18 @@ from typing import Any
 from dlexp.io import atomic_write_text
 from dlexp.reports.runs import Run, varying_keys
 
-METRIC_COLUMNS = ("val/acc", "val/loss", "test/acc", "test/f1", "test/loss")
+# val/* at the best epoch, test/* of the best checkpoint, train/* and gap (train/acc - val/acc)
+# at the last epoch: see :meth:`Run.value`.
+METRIC_COLUMNS = (
+    "val/acc",
+    "val/loss",
+    "test/acc",
+    "test/f1",
+    "test/loss",
+    "train/acc",
+    "train/loss",
+    "gap",
+)
 
 
 def summary_rows(runs: list[Run]) -> list[dict[str, Any]]:
