@@ -10,6 +10,8 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from dlexp.distributed import strategy_for
+from dlexp.errors import ConfigError
 from dlexp.guards import AtomicCheckpointIO
 from dlexp.schema import param
 
@@ -27,11 +29,17 @@ PRECISIONS = (
 
 @dataclass
 class TrainerConfig:
-    """Arguments of :class:`pytorch_lightning.Trainer` that dlexp exposes."""
+    """Arguments of :class:`pytorch_lightning.Trainer` that dlexp exposes.
+
+    ``strategy: ddp`` runs one job in several processes (see :mod:`dlexp.distributed`).
+    ``benchmark`` is cuDNN's autotuner (null: Lightning's default, off unless
+    ``deterministic``); it contradicts ``deterministic: true``.
+    """
 
     accelerator: str = "auto"
     devices: Any = "auto"
     strategy: Any = "auto"
+    sync_batchnorm: bool = False
     num_nodes: int = param(1, ge=1)
     precision: str = param("32-true", choices=PRECISIONS)
     max_epochs: int = param(15, ge=1)
@@ -52,6 +60,21 @@ class TrainerConfig:
     enable_model_summary: bool = True
     fast_dev_run: bool = False
 
+    def check(self, key: str) -> None:
+        if self.deterministic and self.benchmark:
+            raise ConfigError(
+                f"{key}.benchmark",
+                True,
+                f"must be false or null with {key}.deterministic=true "
+                "(cuDNN autotuning picks non-deterministic kernels)",
+            )
+        if self.accelerator == "cpu" and self.precision in ("16-mixed", "16-true"):
+            raise ConfigError(
+                f"{key}.precision",
+                self.precision,
+                "must not be float16 on the CPU (use bf16-mixed, or a GPU accelerator)",
+            )
+
 
 class _DropAdvertisements(logging.Filter):
     """Drops Lightning's "Tip: try installing <service>" messages from the console and log."""
@@ -64,10 +87,19 @@ logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropAdvert
 
 
 def build_trainer(
-    cfg: DictConfig, *, callbacks: list[pl.Callback], loggers: list, run_dir: Path
+    cfg: DictConfig,
+    *,
+    callbacks: list[pl.Callback],
+    loggers: list,
+    run_dir: Path,
+    resume: Path | None = None,
 ) -> pl.Trainer:
-    """A Trainer from the ``trainer`` node; unset (None) limits keep Lightning's defaults."""
+    """A Trainer from the ``trainer`` node; unset (None) limits keep Lightning's defaults.
+
+    ``resume`` is the checkpoint the run continues from (DDP workers are told about it).
+    """
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if v is not None}
+    kwargs["strategy"] = strategy_for(kwargs.get("strategy", "auto"), run_dir, resume)
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         if key in kwargs and float(kwargs[key]).is_integer() and kwargs[key] > 1:
             kwargs[key] = int(kwargs[key])  # a whole number > 1 is a batch count
