@@ -162,6 +162,7 @@ def main() -> None:
                 f"data.root={linked_mnist(args.mnist_root, Path(tmp) / 'mnist')}",
                 "data.download=true",  # the archives are there: unpacked, not fetched
                 f"data.train_samples={args.train_samples}",
+                "data.val_fraction=0.01",  # 600 images: about a tenth of the training steps
                 "model=lenet5",
             ]
         else:
@@ -173,6 +174,7 @@ def main() -> None:
             "data.download=false",
             "data.verify_md5=false",
             f"data.train_samples={args.train_samples // 3}",
+            "data.val_fraction=0.05",
             "model=resnet20",
         ]
         print(f"threads: {torch.get_num_threads()}, epochs: {args.epochs}, repeats: {args.repeats}")

@@ -131,3 +131,43 @@ def job_scope(trainer, reap_timeout: float = 120.0) -> Iterator[None]:
             else:
                 os.environ[key] = value
         torch.set_num_threads(threads)
+
+
+# -- one GPU per process, for sweeps running jobs in parallel ----------------------------------
+
+FREE_GPU = "free"  # trainer.devices=free: a GPU no other dlexp process on this machine holds
+_claimed: list[Any] = []  # the lock file this process holds (kept until it exits)
+
+
+def claim_free_gpu(lock_dir: Path | None = None) -> list[int]:
+    """``[k]`` for a GPU that no other dlexp process of this user holds; kept by this process.
+
+    Parallel launchers (joblib: one worker process per GPU) run each job in a process that
+    claims one GPU, with a lock file per GPU, for the process's lifetime; later jobs in the
+    same process reuse it. With more processes than GPUs, GPUs are shared (a warning says so).
+    """
+    import fcntl
+    import logging
+    import tempfile
+
+    if _claimed:
+        return [_claimed[0][0]]
+    count = torch.cuda.device_count()
+    if count == 0:
+        from dlexp.errors import ConfigError
+
+        raise ConfigError("trainer.devices", FREE_GPU, "needs a CUDA GPU (none is visible)")
+    lock_dir = lock_dir or Path(tempfile.gettempdir()) / f"dlexp-gpus-{os.getuid()}"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    for k in range(count):
+        handle = open(lock_dir / f"gpu{k}.lock", "w")  # noqa: SIM115 (held until exit)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _claimed.append((k, handle))
+        return [k]
+    k = os.getpid() % count
+    logging.getLogger(__name__).warning("all %d GPUs are held by other jobs; sharing %d", count, k)
+    return [k]

@@ -10,7 +10,7 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from dlexp.distributed import strategy_for
+from dlexp.distributed import FREE_GPU, claim_free_gpu, strategy_for
 from dlexp.errors import ConfigError
 from dlexp.guards import AtomicCheckpointIO
 from dlexp.schema import param
@@ -32,6 +32,7 @@ class TrainerConfig:
     """Arguments of :class:`pytorch_lightning.Trainer` that dlexp exposes.
 
     ``strategy: ddp`` runs one job in several processes (see :mod:`dlexp.distributed`).
+    ``devices: free`` takes one GPU that no other dlexp process holds (parallel sweeps).
     ``benchmark`` is cuDNN's autotuner (null: Lightning's default, off unless
     ``deterministic``); it contradicts ``deterministic: true``.
     """
@@ -100,6 +101,8 @@ def build_trainer(
     """
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if v is not None}
     kwargs["strategy"] = strategy_for(kwargs.get("strategy", "auto"), run_dir, resume)
+    if kwargs.get("devices") == FREE_GPU:
+        kwargs["devices"] = claim_free_gpu()
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         if key in kwargs and float(kwargs[key]).is_integer() and kwargs[key] > 1:
             kwargs[key] = int(kwargs[key])  # a whole number > 1 is a batch count

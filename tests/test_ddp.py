@@ -98,3 +98,28 @@ def test_a_record_of_another_rank_is_never_written(tmp_path):
     record.writes = True
     record.save(status="completed")
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_free_gpu_skips_gpus_held_by_other_processes(tmp_path, monkeypatch):
+    import fcntl
+
+    from dlexp import distributed
+
+    monkeypatch.setattr(distributed.torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr(distributed, "_claimed", [])
+    tmp_path.mkdir(exist_ok=True)
+    with open(tmp_path / "gpu0.lock", "w") as other:  # another job's process holds GPU 0
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert distributed.claim_free_gpu(tmp_path) == [1]
+        assert distributed.claim_free_gpu(tmp_path) == [1]  # kept for this process's next jobs
+    distributed._claimed[0][1].close()
+
+
+def test_free_gpu_without_a_gpu_is_bad_input(tmp_path, monkeypatch):
+    from dlexp import distributed
+    from dlexp.errors import ConfigError
+
+    monkeypatch.setattr(distributed.torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(distributed, "_claimed", [])
+    with pytest.raises(ConfigError, match=r"trainer\.devices=free: needs a CUDA GPU"):
+        distributed.claim_free_gpu(tmp_path)
