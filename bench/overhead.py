@@ -152,7 +152,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--mnist-root", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--train-samples", type=int, default=6000)
+    parser.add_argument("--mnist-samples", type=int, default=20000, help="training images")
+    parser.add_argument("--cifar-samples", type=int, default=4000, help="training images")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workloads = {}
@@ -161,19 +162,18 @@ def main() -> None:
                 "data=mnist",
                 f"data.root={linked_mnist(args.mnist_root, Path(tmp) / 'mnist')}",
                 "data.download=true",  # the archives are there: unpacked, not fetched
-                f"data.train_samples={args.train_samples}",
-                "data.val_fraction=0.01",  # 600 images: about a tenth of the training steps
+                f"data.train_samples={args.mnist_samples}",
+                "data.val_fraction=0.02",  # 1,200 images
                 "model=lenet5",
             ]
         else:
             print(f"(no MNIST in {args.mnist_root}: LeNet-5 workload skipped)")
-        cifar = fake_cifar10(Path(tmp) / "cifar", train=args.train_samples, test=500)
+        cifar = fake_cifar10(Path(tmp) / "cifar", train=args.cifar_samples, test=500)
         workloads["resnet20 / CIFAR-shaped"] = [
             "data=cifar10",
             f"data.root={cifar}",
             "data.download=false",
             "data.verify_md5=false",
-            f"data.train_samples={args.train_samples // 3}",
             "data.val_fraction=0.05",
             "model=resnet20",
         ]
