@@ -33,8 +33,8 @@ class TrainerConfig:
 
     ``strategy: ddp`` runs one job in several processes (see :mod:`dlexp.distributed`).
     ``devices: free`` takes one GPU that no other dlexp process holds (parallel sweeps).
-    ``benchmark`` is cuDNN's autotuner (null: Lightning's default, off unless
-    ``deterministic``); it contradicts ``deterministic: true``.
+    ``benchmark`` is cuDNN's autotuner (null: on unless ``deterministic``; dlexp's image
+    shapes are fixed, so it only helps); ``true`` contradicts ``deterministic: true``.
     """
 
     accelerator: str = "auto"
@@ -101,6 +101,7 @@ def build_trainer(
     """
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if v is not None}
     kwargs["strategy"] = strategy_for(kwargs.get("strategy", "auto"), run_dir, resume)
+    kwargs.setdefault("benchmark", not kwargs.get("deterministic", False))
     if kwargs.get("devices") == FREE_GPU:
         kwargs["devices"] = claim_free_gpu()
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
