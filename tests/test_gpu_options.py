@@ -103,3 +103,18 @@ def test_inductor_compiled_run_trains_one_epoch(tmp_path):
     assert code == 0
     record = read_metrics(only_run_dir(tmp_path))
     assert record["status"] == "completed" and record["test"]["test/acc"] > 0.2
+
+
+@pytest.mark.parametrize("deterministic,expected", [(False, True), (True, False)])
+def test_cudnn_benchmark_is_on_unless_deterministic(tmp_path, deterministic, expected):
+    from omegaconf import OmegaConf
+
+    from dlexp.trainer import TrainerConfig, build_trainer
+
+    cfg = OmegaConf.structured(TrainerConfig(accelerator="cpu", deterministic=deterministic))
+    build_trainer(cfg, callbacks=[], loggers=[], run_dir=tmp_path)
+    try:
+        assert torch.backends.cudnn.benchmark is expected
+    finally:  # Lightning sets both process-wide
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(False)
