@@ -247,7 +247,7 @@ def build_model(
     if cfg["weight_standardization"]:
         standardize_convs(model)
     model = init_weights(model, cfg["init"], cfg["activation"])
-    return speed_up(model, cfg["channels_last"], cfg["compile"], cfg["compile_backend"])
+    return speed_up(model, typed.channels_last, typed.compile, typed.compile_backend)
 
 
 def speed_up(model: Classifier, channels_last: bool, compile: bool, backend: str) -> Classifier:
