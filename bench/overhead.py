@@ -187,6 +187,7 @@ def main() -> None:
                 ours.append(mine)
                 theirs.append(hand)
                 ratios.append(mine / hand)
+                print(f"  {name}: dlexp {mine:.2f}, hand {hand:.2f} steps/s", flush=True)
             print(
                 f"{name}: dlexp {statistics.median(ours):.2f} steps/s, hand-written loop "
                 f"{statistics.median(theirs):.2f} steps/s, ratio {statistics.median(ratios):.3f} "
