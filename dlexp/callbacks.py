@@ -149,9 +149,12 @@ class ConfusionMatrixReport(pl.Callback):
         self.path = run_dir / "confusion_matrix.csv"
         self.class_names = class_names
 
-    @rank_zero_only
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        matrix = pl_module.test_confusion.compute().cpu()
+        matrix = pl_module.test_confusion.compute().cpu()  # every DDP rank takes part
+        if trainer.is_global_zero:
+            self._write(trainer, matrix)
+
+    def _write(self, trainer: pl.Trainer, matrix) -> None:
         lines = ["true\\pred," + ",".join(self.class_names)]
         for name, row in zip(self.class_names, matrix.tolist(), strict=True):
             lines.append(name + "," + ",".join(str(int(v)) for v in row))

@@ -184,6 +184,7 @@ def _train_job(cfg, statuses: list[str]) -> float:
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
+    from pytorch_lightning.utilities import rank_zero_only
 
     from dlexp.guards import RunDiverged
     from dlexp.run import train
@@ -205,14 +206,16 @@ def _train_job(cfg, statuses: list[str]) -> float:
             status = "diverged"
         if exc.exit_code == EXIT_BAD_INPUT:
             status = "bad_input"
-            if not multirun and not (run_dir / "metrics.json").exists():
+            first = rank_zero_only.rank == 0
+            if first and not multirun and not (run_dir / "metrics.json").exists():
                 shutil.rmtree(run_dir, ignore_errors=True)  # leave nothing that looks like a run
     except Exception as exc:  # a bug or an unexpected library error: record, do not crash a sweep
         error = f"{type(exc).__name__}: {exc}"
         log.debug("unexpected error", exc_info=True)
         print(f"error: {error} (traceback in {run_dir}/train.log)", file=sys.stderr)
     statuses.append(status)
-    if multirun and not (run_dir / "metrics.json").exists():
+    # (SLURM tasks of one DDP job all run this; global rank 0 records)
+    if multirun and rank_zero_only.rank == 0 and not (run_dir / "metrics.json").exists():
         from dlexp.io import atomic_write_json
 
         atomic_write_json(

@@ -85,7 +85,9 @@ def evaluate(cfg: DictConfig, ckpt: Path, state: dict, overrides: list[str]) -> 
         key="ckpt",
         shown=str(ckpt),
     )
-    trainer = build_trainer(cfg.trainer, callbacks=[], loggers=[], run_dir=ckpt.parent)
+    # one process, whatever the run trained with (DDP would pad and repeat test samples)
+    single = OmegaConf.merge(cfg.trainer, {"strategy": "auto", "devices": 1, "num_nodes": 1})
+    trainer = build_trainer(single, callbacks=[], loggers=[], run_dir=ckpt.parent)
     tested = trainer.test(module, datamodule=datamodule, verbose=False)
     return {
         "checkpoint": str(ckpt),

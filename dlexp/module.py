@@ -89,6 +89,7 @@ class ClassificationModule(pl.LightningModule):
             on_epoch=True,
             prog_bar=stage != "test",
             batch_size=len(targets),
+            sync_dist=True,  # the mean over all DDP processes (no-op in one process)
         )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
         return loss, logits

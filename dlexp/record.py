@@ -49,6 +49,7 @@ class RunRecord:
             "versions": versions(),
         }
         self.earlier_seconds = 0.0
+        self.writes = True  # False in DDP ranks other than global rank 0
         if previous:  # a resumed run keeps its identity and adds up its time
             self.data.update(
                 overrides=previous.get("overrides", self.data["overrides"]),
@@ -58,8 +59,9 @@ class RunRecord:
             self.earlier_seconds = float(previous.get("wall_seconds", 0.0))
 
     def save(self, **fields: Any) -> dict[str, Any]:
-        """Merge ``fields`` in, refresh the wall time and write the file."""
+        """Merge ``fields`` in, refresh the wall time and write the file (if :attr:`writes`)."""
         self.data.update(fields)
         self.data["wall_seconds"] = round(self.earlier_seconds + time.time() - self.started, 3)
-        atomic_write_json(self.path, self.data)
+        if self.writes:
+            atomic_write_json(self.path, self.data)
         return self.data

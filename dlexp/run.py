@@ -24,6 +24,7 @@ from dlexp.callbacks import (
 )
 from dlexp.config import to_yaml
 from dlexp.data import build_datamodule
+from dlexp.distributed import job_scope
 from dlexp.errors import TrainingError
 from dlexp.guards import (
     DivergenceGuard,
@@ -48,15 +49,19 @@ from dlexp.transfer import prepare_transfer
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
+def train(
+    cfg: DictConfig, run_dir: Path, overrides: list[str], plan: ResumePlan | None = None
+) -> dict:
     """Train and test one configuration in ``run_dir``; return the ``metrics.json`` record.
 
     Bad input found while building (missing data, impossible model) raises before anything
     is written. Once training started, every ending is recorded: ``completed``, ``failed``,
     ``diverged`` (non-finite loss) or ``interrupted`` (SIGINT/SIGTERM). With ``resume`` set,
-    a run already in ``run_dir`` is continued (see :mod:`dlexp.resume`).
+    a run already in ``run_dir`` is continued (see :mod:`dlexp.resume`); a DDP worker gets its
+    rank 0's ``plan`` instead. Only global rank 0 writes files (see :mod:`dlexp.distributed`).
     """
-    plan = plan_resume(run_dir) if cfg.resume else ResumePlan()
+    if plan is None:
+        plan = plan_resume(run_dir) if cfg.resume else ResumePlan()
     if plan.skip:
         log.info("run %s is already completed; kept as it is", run_dir)
         return plan.previous
@@ -97,9 +102,12 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     callbacks += transfer.callbacks
     if plan.checkpoint is None:
         callbacks.append(SampleImages())
-    trainer = build_trainer(cfg.trainer, callbacks=callbacks, loggers=loggers, run_dir=run_dir)
-
-    atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    trainer = build_trainer(
+        cfg.trainer, callbacks=callbacks, loggers=loggers, run_dir=run_dir, resume=plan.checkpoint
+    )
+    record.writes = trainer.is_global_zero
+    if trainer.is_global_zero:  # DDP workers of ranks > 0 train from this very file
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     record.save(
         status="running",
         num_params=sum(p.numel() for p in model.parameters()),
@@ -115,7 +123,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         transfer=transfer.record,
     )
     checkpoint = find_checkpoint_callback(callbacks)
-    with InterruptHandler():
+    with InterruptHandler(), job_scope(trainer):
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
             stopped = stop_record(trainer, callbacks)

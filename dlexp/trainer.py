@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
+from dlexp.distributed import FREE_GPU, claim_free_gpu, strategy_for
 from dlexp.errors import ConfigError, InputError
 from dlexp.guards import AtomicCheckpointIO
 from dlexp.schema import param
@@ -29,11 +30,18 @@ PRECISIONS = (
 
 @dataclass
 class TrainerConfig:
-    """Arguments of :class:`pytorch_lightning.Trainer` that dlexp exposes."""
+    """Arguments of :class:`pytorch_lightning.Trainer` that dlexp exposes.
+
+    ``strategy: ddp`` runs one job in several processes (see :mod:`dlexp.distributed`).
+    ``devices: free`` takes one GPU that no other dlexp process holds (parallel sweeps).
+    ``benchmark`` is cuDNN's autotuner (null: on unless ``deterministic``; dlexp's image
+    shapes are fixed, so it only helps); ``true`` contradicts ``deterministic: true``.
+    """
 
     accelerator: str = "auto"
     devices: Any = "auto"
     strategy: Any = "auto"
+    sync_batchnorm: bool = False
     num_nodes: int = param(1, ge=1)
     precision: str = param("32-true", choices=PRECISIONS)
     max_epochs: int = param(15, ge=1)
@@ -59,13 +67,26 @@ class TrainerConfig:
             raise ConfigError(
                 f"{key}.devices",
                 self.devices,
-                "must be auto, a count >= 1, -1 (all), or a list of device indices",
+                f"must be auto, {FREE_GPU}, a count >= 1, -1 (all), or a list of device indices",
+            )
+        if self.deterministic and self.benchmark:
+            raise ConfigError(
+                f"{key}.benchmark",
+                True,
+                f"must be false or null with {key}.deterministic=true "
+                "(cuDNN autotuning picks non-deterministic kernels)",
+            )
+        if self.accelerator == "cpu" and self.precision in ("16-mixed", "16-true"):
+            raise ConfigError(
+                f"{key}.precision",
+                self.precision,
+                "must not be float16 on the CPU (use bf16-mixed, or a GPU accelerator)",
             )
 
 
 def _valid_devices(devices: Any) -> bool:
-    """Lightning's forms: "auto", a count (-1 = all), a list or "0,1" string of indices."""
-    if devices == "auto":
+    """Lightning's forms ("auto", a count, -1 = all, indices as a list or "0,1"), or "free"."""
+    if devices in ("auto", FREE_GPU):
         return True
     if isinstance(devices, str):
         try:
@@ -92,10 +113,22 @@ logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropAdvert
 
 
 def build_trainer(
-    cfg: DictConfig, *, callbacks: list[pl.Callback], loggers: list, run_dir: Path
+    cfg: DictConfig,
+    *,
+    callbacks: list[pl.Callback],
+    loggers: list,
+    run_dir: Path,
+    resume: Path | None = None,
 ) -> pl.Trainer:
-    """A Trainer from the ``trainer`` node; unset (None) limits keep Lightning's defaults."""
+    """A Trainer from the ``trainer`` node; unset (None) limits keep Lightning's defaults.
+
+    ``resume`` is the checkpoint the run continues from (DDP workers are told about it).
+    """
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if v is not None}
+    kwargs["strategy"] = strategy_for(kwargs.get("strategy", "auto"), run_dir, resume)
+    kwargs.setdefault("benchmark", not kwargs.get("deterministic", False))
+    if kwargs.get("devices") == FREE_GPU:
+        kwargs["devices"] = claim_free_gpu()
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         if key in kwargs and float(kwargs[key]).is_integer() and kwargs[key] > 1:
             kwargs[key] = int(kwargs[key])  # a whole number > 1 is a batch count

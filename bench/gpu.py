@@ -1,0 +1,187 @@
+"""GPU acceptance (issue 7, 4e): one call, under 8 minutes on one GPU.
+
+1. Training images/s of ResNet-18 on CIFAR-shaped data (random images written as CIFAR-10
+   batch files), through ``dlexp train`` itself, at: fp32, bf16-mixed, bf16-mixed +
+   channels_last, and bf16-mixed + channels_last + torch.compile; each as a ratio to fp32.
+   The rate is taken from the last epoch (after cuDNN autotuning and compilation).
+2. Time to 94 % test accuracy on CIFAR-10 with a ResNet-18 recipe (SGD + Nesterov, one-cycle,
+   crop + flip, label smoothing, bf16, channels_last), stopped as soon as the validation
+   accuracy reaches 94 %; skipped when the CIFAR-10 files are absent.
+
+Without a CUDA device it exits (code 2) with a message; ``--dry-run`` runs the same steps on
+the CPU with tiny sizes (compile with the eager backend) to check the script itself. Usage:
+    python bench/gpu.py [--cifar-root DIR] [--budget 470] [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+VARIANTS = {
+    "fp32": ["trainer.precision=32-true"],
+    "bf16-mixed": ["trainer.precision=bf16-mixed"],
+    "bf16 + channels_last": ["trainer.precision=bf16-mixed", "model.channels_last=true"],
+    "bf16 + channels_last + compile": [
+        "trainer.precision=bf16-mixed",
+        "model.channels_last=true",
+        "model.compile=true",
+    ],
+}
+RECIPE_94 = [
+    "model=resnet18",
+    "optimizer=sgd",
+    "optimizer.lr=0.2",
+    "optimizer.nesterov=true",
+    "optimizer.weight_decay=5e-4",
+    "scheduler=onecycle",
+    "augment=basic",
+    "loss.label_smoothing=0.1",
+    "data.batch_size=512",
+    "data.num_workers=8",
+    "trainer.precision=bf16-mixed",
+    "trainer.benchmark=true",
+    "model.channels_last=true",
+    "trainer.max_epochs=30",
+    "callbacks=early_stopping",
+    "callbacks.early_stopping.monitor=val/acc",
+    "callbacks.early_stopping.mode=max",
+    "callbacks.early_stopping.patience=100",
+    "callbacks.early_stopping.stopping_threshold=0.94",
+]
+
+
+def fake_cifar10(root: Path, train: int) -> Path:
+    """Random uint8 images in the official CIFAR-10 python format."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, n in [(f"data_batch_{i}", -(-train // 5)) for i in range(1, 6)] + [
+        ("test_batch", 256)
+    ]:
+        entry = {
+            "data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+            "labels": rng.integers(0, 10, size=n).tolist(),
+        }
+        (folder / name).write_bytes(pickle.dumps(entry))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list("abcdefghij")}))
+    return root
+
+
+def dlexp_train(run_dir: Path, overrides: list[str], timeout: float) -> dict:
+    """Run ``dlexp train`` into ``run_dir``; its metrics.json and epochs.csv rows."""
+    command = [sys.executable, "-m", "dlexp", "train", f"hydra.run.dir={run_dir}", *overrides]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"dlexp train failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    record = json.loads((run_dir / "metrics.json").read_text())
+    with open(run_dir / "epochs.csv") as f:
+        record["rows"] = list(csv.DictReader(f))
+    return record
+
+
+def throughput(tmp: Path, dry: bool, timeout: float) -> None:
+    train = 512 if dry else 40000
+    data = fake_cifar10(tmp / "fake", train=int(train / 0.98) + 1)
+    common = [
+        *QUIET,
+        "model=resnet18",
+        "data=cifar10",
+        f"data.root={data}",
+        "data.download=false",
+        "data.verify_md5=false",
+        "data.val_fraction=0.02",
+        f"data.batch_size={64 if dry else 256}",
+        f"trainer.max_epochs={1 if dry else 3}",
+        "logger=csv",
+    ]
+    common += ["trainer.accelerator=cpu", "trainer.limit_train_batches=3"] if dry else []
+    common += [] if dry else ["trainer.benchmark=true", "trainer.accelerator=gpu"]
+    rates = {}
+    for name, options in VARIANTS.items():
+        extra = ["model.compile_backend=eager"] if dry and "model.compile=true" in options else []
+        record = dlexp_train(tmp / name.replace(" ", ""), [*common, *options, *extra], timeout)
+        images = record["data"]["train"] if not dry else 3 * 64
+        rates[name] = images / float(record["rows"][-1]["seconds"])
+        print(
+            f"  {name:32s} {rates[name]:10.0f} images/s   x{rates[name] / rates['fp32']:.2f} "
+            "vs fp32",
+            flush=True,
+        )
+
+
+def time_to_94(cifar_root: Path, tmp: Path, dry: bool, timeout: float) -> None:
+    if not (cifar_root / "cifar-10-batches-py").is_dir():
+        print(f"time to 94 %: skipped (no cifar-10-batches-py in {cifar_root})")
+        return
+    overrides = [*QUIET, *RECIPE_94, "data=cifar10", f"data.root={cifar_root}"]
+    overrides += ["data.download=false"]
+    if dry:
+        overrides += ["trainer.accelerator=cpu", "trainer.limit_train_batches=2"]
+        overrides += ["trainer.max_epochs=1", "data.num_workers=0", "data.verify_md5=false"]
+    started = time.time()
+    try:
+        record = dlexp_train(tmp / "to94", overrides, timeout)
+    except subprocess.TimeoutExpired:
+        print(f"time to 94 %: not reached within the budget ({timeout:.0f} s)")
+        return
+    elapsed, reached = 0.0, None
+    for row in record["rows"]:
+        elapsed += float(row["seconds"])
+        if float(row.get("val/acc", 0)) >= 0.94:
+            reached = (int(row["epoch"]), elapsed)
+            break
+    test_acc = record["test"].get("test/acc")
+    if reached:
+        print(
+            f"time to 94 % val acc: {reached[1]:.1f} s of training (epoch {reached[0]}), "
+            f"{record['first_step_at'] - started + reached[1]:.1f} s from launch; "
+            f"test acc {test_acc}"
+        )
+    else:
+        best = max(float(r.get("val/acc", 0)) for r in record["rows"])
+        print(f"time to 94 %: not reached in {len(record['rows'])} epochs (best val acc {best})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cifar-root", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--budget", type=float, default=470, help="seconds for the whole script")
+    parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU")
+    parser.add_argument("--only", choices=("throughput", "accuracy"), help="one part only")
+    args = parser.parse_args()
+    if not args.dry_run and not torch.cuda.is_available():
+        print(
+            "bench/gpu.py: no CUDA device here (torch.cuda.is_available() is False); this is "
+            "the GPU acceptance script: run it where a GPU is lent, or use --dry-run on the CPU",
+            file=sys.stderr,
+        )
+        return 2
+    started = time.time()
+    device = "CPU (dry run)" if args.dry_run else torch.cuda.get_device_name(0)
+    print(f"device: {device}; torch {torch.__version__}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.only != "accuracy":
+            print("ResNet-18, CIFAR-shaped data, training images/s:")
+            throughput(Path(tmp), args.dry_run, timeout=args.budget)
+        if args.only == "throughput":
+            return 0
+        left = args.budget - (time.time() - started)
+        time_to_94(args.cifar_root.resolve(), Path(tmp), args.dry_run, timeout=max(left, 1))
+    print(f"total {time.time() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

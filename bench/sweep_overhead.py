@@ -1,0 +1,66 @@
+"""Per-job overhead of a sweep (issue 7, 4d). Target <= 0.5 s per job.
+
+Runs ``dlexp train -m`` over 8 short jobs (8 seeds of a tiny LeNet-5 run on digits) in one
+process, as a user would, and compares the sweep's wall time with the sum of the jobs' own fit
+times (first training step to the end of the last epoch, from ``metrics.json``/``epochs.csv``).
+The difference, minus the start-up of the process (measured as the time to the first job's
+first step), divided by the number of jobs, is what each job costs beyond its training:
+composing, building data and model, the Trainer, testing, writing records, the summary.
+Usage:
+    python bench/sweep_overhead.py [--jobs 8] [extra overrides...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SHORT = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=5",
+    "trainer.limit_val_batches=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=8)
+    args, overrides = parser.parse_known_args()
+    seeds = ",".join(str(s) for s in range(args.jobs))
+    with tempfile.TemporaryDirectory() as tmp:
+        sweep = Path(tmp) / "sweep"
+        started = time.time()
+        subprocess.run(
+            [
+                *(sys.executable, "-m", "dlexp", "train", "-m", f"hydra.sweep.dir={sweep}"),
+                *(f"seed={seeds}", *SHORT, *overrides),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        wall = time.time() - started
+        records = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
+        fits = []
+        for record in records:
+            with open(Path(record["run_dir"]) / "epochs.csv") as f:
+                fits.append(sum(float(row["seconds"]) for row in csv.DictReader(f)))
+    assert len(records) == args.jobs and all(r["status"] == "completed" for r in records)
+    startup = min(r["first_step_at"] for r in records) - started
+    per_job = (wall - startup - sum(fits)) / args.jobs
+    print(
+        f"{args.jobs} jobs: sweep wall {wall:.2f} s, process start-up {startup:.2f} s, "
+        f"sum of fit times {sum(fits):.2f} s"
+    )
+    print(f"per-job overhead beyond fit: {per_job:.2f} s (target <= 0.5 s)")
+
+
+if __name__ == "__main__":
+    main()
