@@ -5,6 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.dlexp-installed
 ARGS   ?=
+TEST_WORKERS ?= 2
 
 .PHONY: install train test test-all lint format tensorboard bench clean
 
@@ -19,10 +20,10 @@ train: install
 	$(BIN)/dlexp train $(ARGS)
 
 test: install
-	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow" $(ARGS)
 
 test-all: install
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(ARGS)
 
 lint: install
 	$(BIN)/ruff check dlexp tests bench

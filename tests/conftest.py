@@ -9,6 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# The suite runs in parallel workers (make test: pytest -n 2), one per core: each worker and
+# each process it starts gets one thread. More threads than cores make OpenMP's spinning
+# threads wait on each other and slow every test down many times over.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -83,7 +83,7 @@ BAD_TRAIN_LINES = [
         ["model=mlp", "model.weight_standardization=true"],
         "model.weight_standardization=true: mlp has no convolution to standardize",
     ),
-    (["trainer.devices=0"], "trainer.devices=0: must be auto, a count >= 1, -1 (all)"),
+    (["trainer.devices=0"], "trainer.devices=0: must be auto, free, a count >= 1, -1 (all)"),
     (["trainer.devices=[0,1]"], "trainer: `devices` selected with `CPUAccelerator` should be"),
     (["resume=/nonexistent"], "resume=/nonexistent: must be a dlexp run directory"),
     (["hydra.run.dir=/proc/dlexp"], "hydra.run.dir=/proc/dlexp: cannot write there"),

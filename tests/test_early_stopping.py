@@ -44,7 +44,12 @@ def early_stopping(*overrides: str) -> EarlyStopping:
     """The ``callbacks.early_stopping`` entry of ``callbacks=early_stopping overrides``."""
     register_configs()
     cfg = check_command_line(["callbacks=early_stopping", *overrides]).configs[0]
-    assert set(cfg.callbacks) == {"model_checkpoint", "lr_monitor", "early_stopping"}
+    assert set(cfg.callbacks) == {
+        "model_checkpoint",
+        "last_checkpoint",
+        "lr_monitor",
+        "early_stopping",
+    }
     return instantiate(cfg.callbacks.early_stopping)
 
 
