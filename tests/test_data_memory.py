@@ -201,15 +201,14 @@ def test_trainer_runs_on_the_memory_path_are_bit_identical_and_respect_batch_lim
 
 
 def test_memory_and_dataloader_paths_reach_the_same_digits_accuracy(tmp_path):
+    """The default experiment (15 epochs, seed 42) on each path: the shuffles differ, the
+    accuracy may not by more than 1 % (2.7 of the 270 test images)."""
     accuracies = {}
     for loader in ("memory", "dataloader"):
         cwd = tmp_path / loader
         cwd.mkdir()
-        code = run_inprocess(
-            "train", *QUICK[1:], "trainer.max_epochs=10", f"data.loader={loader}", "logger=csv",
-            cwd=cwd,
-        )  # fmt: skip
+        code = run_inprocess("train", *QUICK[1:], f"data.loader={loader}", "logger=csv", cwd=cwd)
         assert code == 0
         accuracies[loader] = read_metrics(only_run_dir(cwd))["test"]["test/acc"]
-    assert accuracies["memory"] >= 0.96, accuracies
+    assert min(accuracies.values()) >= 0.97, accuracies
     assert abs(accuracies["memory"] - accuracies["dataloader"]) <= 0.01, accuracies
