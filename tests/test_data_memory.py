@@ -200,6 +200,7 @@ def test_trainer_runs_on_the_memory_path_are_bit_identical_and_respect_batch_lim
         assert ckpt["global_step"] == 5 * (ckpt["epoch"] + 1)  # 5 batches an epoch
 
 
+@pytest.mark.slow  # two full default runs (15 epochs each)
 def test_memory_and_dataloader_paths_reach_the_same_digits_accuracy(tmp_path):
     """The default experiment (15 epochs, seed 42) on each path: the shuffles differ, the
     accuracy may not by more than 1 % (2.7 of the 270 test images)."""
