@@ -4,8 +4,10 @@ Serves the training split of an in-memory set of 3x32x32 uint8 images through th
 training DataLoader path (``ImageDataModule.train_dataloader``: per-image
 torchvision.transforms.v2 in the dataset, MixUp/CutMix in the collate function) and
 prints images/s per level and the ratio to ``none``, measured side by side.
+``--loader memory`` measures the in-memory path instead (batched augmentation).
 
     PYTHONPATH=$PWD python bench/augment.py [--images 10000] [--batch-size 128] [--workers 0]
+        [--loader dataloader|memory]
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--loader", choices=("dataloader", "memory"), default="dataloader")
     parser.add_argument("--repeats", type=int, default=2, help="best of this many epochs")
     args = parser.parse_args()
 
@@ -67,10 +70,12 @@ def main() -> None:
         name="cifar_shaped",
         batch_size=args.batch_size,
         num_workers=args.workers,
+        loader=args.loader,
         val_fraction=0.01,
     )
     print(
-        f"training DataLoader, {args.images} images of 3x32x32 uint8, batch {args.batch_size}, "
+        f"training data.loader={args.loader}, {args.images} images of 3x32x32 uint8, "
+        f"batch {args.batch_size}, "
         f"{args.workers} workers, torch threads {torch.get_num_threads()}"
     )
     print(f"{'level':<10} {'images/s':>10} {'vs none':>8}")

@@ -106,10 +106,12 @@ class CosineConfig(SchedulerConfig):
 
 @dataclass
 class OneCycleConfig(SchedulerConfig):
-    """OneCycleLR (Smith 2018) over the whole run; ``max_lr`` null means ``optimizer.lr``."""
+    """OneCycleLR (Smith 2018) over the whole run; ``max_lr`` null means ``peak_factor`` x
+    each parameter group's ``optimizer.lr``."""
 
     name: str = "onecycle"
     max_lr: float | None = param(None, gt=0)
+    peak_factor: float = param(1.0, gt=0)
     pct_start: float = param(0.3, gt=0, lt=1)
     anneal_strategy: str = param("cos", choices=("cos", "linear"))
     div_factor: float = param(25.0, gt=0)
@@ -120,7 +122,7 @@ class OneCycleConfig(SchedulerConfig):
     def build(self, optimizer, *, total_steps, max_epochs):
         scheduler = sched.OneCycleLR(
             optimizer,
-            max_lr=self.max_lr or [g["lr"] for g in optimizer.param_groups],
+            max_lr=self.max_lr or [self.peak_factor * g["lr"] for g in optimizer.param_groups],
             total_steps=max(1, total_steps),
             pct_start=self.pct_start,
             anneal_strategy=self.anneal_strategy,

@@ -44,7 +44,8 @@ class NaturalImages(ImageDataModule):
 
 
 def natural(aug: AugmentConfig | None, seed: int = 0) -> NaturalImages:
-    dm = NaturalImages(DataConfig(name="natural", batch_size=32, val_fraction=0.2), seed, aug)
+    cfg = DataConfig(name="natural", batch_size=32, val_fraction=0.2, loader="dataloader")
+    dm = NaturalImages(cfg, seed, aug)
     dm.setup("fit")
     return dm
 
@@ -121,7 +122,7 @@ def test_augmentation_is_reproducible_under_a_seed(level):
 def test_digits_are_never_flipped():
     """With only the flip on, digits come out as they went in; natural images get mirrored."""
     flip_only = augment("basic", "augment.crop_padding=0")
-    digits = DigitsDataModule(DigitsConfig(name="digits"), 0, flip_only)
+    digits = DigitsDataModule(DigitsConfig(name="digits", loader="dataloader"), 0, flip_only)
     digits.setup("fit")
     dataset = digits.train_dataloader().dataset
     torch.manual_seed(0)

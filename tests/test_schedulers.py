@@ -111,6 +111,12 @@ def test_onecycle_peaks_at_the_optimizer_rate_by_default():
     assert rates.index(max(rates)) in range(28, 31)  # pct_start 0.3
 
 
+def test_the_default_onecycle_peaks_at_five_times_each_group_rate():
+    rates = lrs_of(["scheduler=onecycle_fast"], steps=100, max_epochs=5, lr=0.5)
+    assert max(rates) == pytest.approx(2.5, rel=1e-3)
+    assert rates[0] == pytest.approx(2.5 / 25)
+
+
 def test_warmup_must_end_before_the_run_does():
     with pytest.raises(ConfigError, match=r"scheduler\.warmup_epochs=5\.0: must be < trainer"):
         composed("scheduler=cosine", "scheduler.warmup_epochs=5", "trainer.max_epochs=5")

@@ -2,9 +2,10 @@
 
 Two kinds, both for the training split only:
 
-* per-image transforms (:func:`image_transform`) on the uint8 CxHxW tensors held in
-  memory: random crop with zero padding, horizontal flip (only where the dataset says
-  flipping keeps the label: never for digits, MNIST-style sets or house numbers), a small
+* per-image transforms (:func:`image_transform`; batched on the device for the in-memory
+  data path: :func:`batch_transform`) on the uint8 CxHxW tensors held in memory: random
+  crop with zero padding, horizontal flip (only where the dataset says flipping keeps the
+  label: never for digits, MNIST-style sets or house numbers), a small
   random affine (rotation and scale), random erasing (cutout). Images stay uint8; the
   model's input layer normalizes them.
 * batch-level mixing (:class:`BatchMix`): MixUp and/or CutMix on whole batches, giving
@@ -73,6 +74,34 @@ def image_transform(cfg: AugmentConfig | None, image_size: int, flip_ok: bool):
     if cfg.erasing > 0:
         steps.append(v2.RandomErasing(p=cfg.erasing, value=0))
     return v2.Compose(steps) if steps else None
+
+
+def batch_transform(cfg: AugmentConfig | None, image_size: int, flip_ok: bool):
+    """The per-image steps of ``cfg`` as one batched transform (the in-memory data path).
+
+    Draws the same distribution as :func:`image_transform`, step for step (see
+    :mod:`dlexp.data.batch_augment`); None when there is nothing to do.
+    """
+    from dlexp.data.batch_augment import (
+        BatchAffine,
+        BatchAugment,
+        BatchErasing,
+        BatchFlip,
+        BatchRandomCrop,
+    )
+
+    if cfg is None:
+        return None
+    steps: list = []
+    if cfg.crop_padding > 0:
+        steps.append(BatchRandomCrop(max(1, round(cfg.crop_padding * image_size))))
+    if cfg.flip and flip_ok:
+        steps.append(BatchFlip())
+    if cfg.affine_degrees > 0 or list(cfg.affine_scale) != [1.0, 1.0]:
+        steps.append(BatchAffine(cfg.affine_degrees, tuple(cfg.affine_scale)))
+    if cfg.erasing > 0:
+        steps.append(BatchErasing(cfg.erasing))
+    return BatchAugment(steps) if steps else None
 
 
 @contextmanager

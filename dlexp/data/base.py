@@ -4,6 +4,11 @@ A dataset subclass only loads its raw arrays (:meth:`ImageDataModule.load`). The
 carves stratified, seeded validation (and, where the source has none, test) splits, resizes
 to ``data.image_size``, fits the :class:`InputNormalizer` on the training split and serves
 uint8 batches; normalization runs batched inside the model's forward.
+
+``data.loader`` picks how batches are served: ``memory`` (:mod:`dlexp.data.memory`: the
+split as one tensor on the training device, batches gathered by index and augmented
+batch-wise there) or ``dataloader`` (a ``torch.utils.data.DataLoader`` over the same
+tensors, augmented per image, with ``data.num_workers`` worker processes).
 """
 
 from __future__ import annotations
@@ -16,14 +21,24 @@ import torch.nn.functional as F
 from omegaconf import MISSING
 from torch.utils.data import DataLoader, TensorDataset
 
-from dlexp.data.augment import AugmentConfig, AugmentedImages, MixingCollate, batch_mix
+from dlexp.data.augment import (
+    AugmentConfig,
+    AugmentedImages,
+    MixingCollate,
+    batch_mix,
+    batch_transform,
+)
 from dlexp.data.augment import image_transform as augment_transform
+from dlexp.data.memory import MemoryBatches
 from dlexp.data.normalize import NORMALIZATIONS, InputNormalizer
 from dlexp.data.splits import RawData, Split, select_classes, stratified_split, subsample
 from dlexp.errors import ConfigError, InputError
 from dlexp.schema import param
 
+LOADERS = ("memory", "dataloader")
+
 __all__ = [
+    "LOADERS",
     "DataConfig",
     "DataShape",
     "ImageDataModule",
@@ -40,7 +55,8 @@ class DataConfig:
 
     name: str = MISSING
     batch_size: int = param(64, ge=1)
-    num_workers: int = param(0, ge=0)
+    loader: str = param("memory", choices=LOADERS)  # how batches are served (module doc)
+    num_workers: int = param(0, ge=0)  # DataLoader workers; unused by data.loader=memory
     normalize: str = param("standardize", choices=NORMALIZATIONS)
     val_fraction: float = param(0.1, gt=0, lt=1)
     image_size: int | None = param(None, ge=1)
@@ -107,6 +123,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.normalizer: InputNormalizer | None = None
         self.num_classes = 0
         self.class_names: list[str] = []
+        self._on_device: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- to implement -------------------------------------------------------------------
     def load(self) -> RawData:
@@ -179,9 +196,31 @@ class ImageDataModule(pl.LightningDataModule):
             collate_fn=collate_fn,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def _in_memory(self, split: Split, train: bool) -> MemoryBatches:
+        """``split`` on the training device, served by index (``data.loader=memory``)."""
+        trainer = self.trainer
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        key = (id(split), str(device))
+        if key not in self._on_device:
+            self._on_device[key] = (split.images.to(device), split.labels.to(device))
+        images, labels = self._on_device[key]
+        return MemoryBatches(
+            images,
+            labels,
+            self.cfg.batch_size,
+            shuffle=train,
+            seed=self.seed,
+            augment=batch_transform(self.augment, self.image_size, self.flip_ok) if train else None,
+            mix=batch_mix(self.augment, self.num_classes) if train else None,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+        )
+
+    def train_dataloader(self) -> DataLoader | MemoryBatches:
         """Training batches, augmented by ``augment`` (per image, then per batch)."""
         split = self.train_split
+        if self.cfg.loader == "memory":
+            return self._in_memory(split, train=True)
         transform = augment_transform(self.augment, self.image_size, self.flip_ok)
         dataset = (
             AugmentedImages(split.images, split.labels, transform)
@@ -191,10 +230,14 @@ class ImageDataModule(pl.LightningDataModule):
         mix = batch_mix(self.augment, self.num_classes)
         return self._loader(dataset, shuffle=True, collate_fn=MixingCollate(mix) if mix else None)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | MemoryBatches:
+        if self.cfg.loader == "memory":
+            return self._in_memory(self.val_split, train=False)
         return self._loader(TensorDataset(self.val_split.images, self.val_split.labels), False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | MemoryBatches:
+        if self.cfg.loader == "memory":
+            return self._in_memory(self.test_split, train=False)
         return self._loader(TensorDataset(self.test_split.images, self.test_split.labels), False)
 
     def _require_setup(self) -> None:

@@ -25,6 +25,7 @@ class ImageFolderConfig(DataConfig):
     root: str = MISSING  # <root>/<class name>/<image files>
     test_root: str | None = None  # same layout; else the test split is carved from root
     image_size: int = param(64, ge=8)
+    loader: str = param("dataloader", choices=("memory", "dataloader"))  # folders may be large
     channels: int = param(3, choices=(1, 3))  # 1 = greyscale, 3 = RGB
     flip_ok: bool = True  # false where a mirrored image changes its class (text, digits …)
     val_fraction: float = param(0.15, gt=0, lt=1)

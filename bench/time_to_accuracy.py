@@ -1,0 +1,85 @@
+"""Time-to-accuracy of dlexp's recipes (issue 7, part 5), each run a real ``dlexp train``.
+
+Targets, checked and printed side by side with the figures measured:
+
+* ``digits``: the default experiment (``dlexp train``: LeNet-5 on digits) reaches >= 0.97
+  test accuracy in <= 15 s of wall time for the whole process;
+* ``mnist``: LeNet-5 on real MNIST reaches >= 99.0 % test accuracy within 3 epochs;
+* ``fashion``: a small CNN (LeNet-5) on Fashion-MNIST reaches >= 91 % test accuracy.
+
+MNIST and Fashion-MNIST are read from ``../shared/data/{MNIST,FashionMNIST}/raw`` through a
+writable data root of links. Usage:
+    python bench/time_to_accuracy.py [--only digits mnist fashion] [--fashion-epochs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
+
+# recipe overrides on top of the defaults (data.loader=memory, Adam, OneCycle to 0.005,
+# label smoothing 0.1)
+RECIPES = {
+    "digits": ([], 0.97, "wall <= 15 s"),
+    "mnist": (["data=mnist", "model=lenet5", "trainer.max_epochs=3"], 0.990, "3 epochs"),
+    "fashion": (["data=fashion_mnist", "model=lenet5", "augment=basic"], 0.91, "small CNN"),
+}
+SOURCES = {"mnist": "MNIST", "fashion": "FashionMNIST"}
+
+
+def link_data(name: str, tmp: Path) -> list[str]:
+    """``data.root`` overrides pointing at links to the read-only official files."""
+    if name not in SOURCES:
+        return []
+    target = tmp / "data" / SOURCES[name] / "raw"
+    target.mkdir(parents=True)
+    for f in (SHARED / SOURCES[name] / "raw").iterdir():
+        (target / f.name).symlink_to(f.resolve())
+    return [f"data.root={tmp / 'data'}"]
+
+
+def run(overrides: list[str], tmp: Path) -> dict:
+    """One ``python -m dlexp train`` process; wall seconds, epochs and test accuracy."""
+    run_dir = tmp / "run"
+    started = time.time()
+    subprocess.run(
+        [sys.executable, "-m", "dlexp", "train", f"hydra.run.dir={run_dir}",
+         "trainer.enable_progress_bar=false", *overrides],
+        check=True, capture_output=True, text=True, cwd=tmp,
+    )  # fmt: skip
+    wall = time.time() - started
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {"wall": wall, "epochs": metrics["epochs"], "acc": metrics["test"]["test/acc"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=list(RECIPES), default=list(RECIPES))
+    parser.add_argument("--fashion-epochs", type=int, default=15)
+    parser.add_argument("extra", nargs="*", help="overrides added to every run")
+    args = parser.parse_args()
+    print(f"{'task':<8} {'target':<16} {'test acc':>8} {'epochs':>6} {'wall s':>7}  met")
+    for name in args.only:
+        overrides, target, what = RECIPES[name]
+        if name == "fashion":
+            overrides = [*overrides, f"trainer.max_epochs={args.fashion_epochs}"]
+        with tempfile.TemporaryDirectory() as tmp:
+            row = run([*overrides, *link_data(name, Path(tmp)), *args.extra], Path(tmp))
+        met = row["acc"] >= target and (name != "digits" or row["wall"] <= 15)
+        print(
+            f"{name:<8} {f'>= {target:.3f}, {what}':<16} {row['acc']:>8.4f} {row['epochs']:>6} "
+            f"{row['wall']:>7.1f}  {'yes' if met else 'no'}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
