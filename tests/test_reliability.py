@@ -118,7 +118,9 @@ def test_a_second_signal_exits_at_once_and_leaves_readable_files(tmp_path):
 
 def test_a_non_finite_loss_stops_the_run_with_status_diverged(tmp_path, capsys):
     run = tmp_path / "run"
-    code = run_inprocess("train", *QUICK, "optimizer.lr=1e6", f"hydra.run.dir={run}", cwd=tmp_path)
+    code = run_inprocess(
+        "train", *QUICK, "optimizer=sgd", "optimizer.lr=1e6", f"hydra.run.dir={run}", cwd=tmp_path
+    )
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "diverged" in err[0]
@@ -135,7 +137,8 @@ def test_a_diverging_job_does_not_stop_the_sweep(tmp_path):
         "-m",
         *QUICK,
         "trainer.max_epochs=1",
-        "optimizer.lr=1e6,0.001",
+        "optimizer=sgd",
+        "optimizer.lr=1e6,0.01",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
     )

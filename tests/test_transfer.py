@@ -26,6 +26,7 @@ FAST = [
     *QUICK,
     "logger=none",
     "~callbacks.lr_monitor",
+    "scheduler=none",  # constant rates: the tests read the param groups' learning rates
     "trainer.num_sanity_val_steps=0",
     "data.val_fraction=0.1",
     "data.test_fraction=0.7",
