@@ -63,7 +63,8 @@ class Config:
 
     def check(self, key: str) -> None:
         """Rules spanning groups: the model must take the data's image size, a schedule's
-        warmup must end before the run does, ``resume`` must name a run."""
+        warmup must end before the run does, gradual unfreezing owns the learning rate,
+        ``resume`` must name a run."""
         from dlexp.data.registry import data_shape
         from dlexp.models.registry import check_model_input
 
@@ -72,6 +73,13 @@ class Config:
         check_model_input(self.model, data_shape(self.data).image_size)
         if hasattr(self.scheduler, "check_against"):
             self.scheduler.check_against(self.trainer.max_epochs, "scheduler")
+        if self.transfer.name == "gradual" and self.scheduler.name != "none":
+            raise ConfigError(
+                "scheduler",
+                self.scheduler.name,
+                "must be none with transfer=gradual (the policy sets the backbone's learning "
+                "rate itself, growing it by transfer.lr_growth each epoch)",
+            )
 
 
 def register_configs() -> None:

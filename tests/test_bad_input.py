@@ -157,6 +157,10 @@ BAD_COMMAND_LINES = [
     (["resume-sweep", "{run}"], "must be a sweep directory (with multirun.yaml)"),
     (["train", "transfer=finetune", "transfer.source={truncated}"], "truncated or corrupt"),
     (
+        ["train", "transfer=gradual", "transfer.source={run}"],
+        "scheduler=onecycle: must be none with transfer=gradual",
+    ),
+    (
         ["train", "--config-dir", "{root}/userconf", "+experiment=broken"],
         "broken.yaml: malformed YAML at line 3, column 1",
     ),
