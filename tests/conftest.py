@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -91,3 +92,42 @@ class ExplodeAtEpoch:
                     raise RuntimeError(f"exploding at epoch {epoch} as the test asked")
 
         return _Explode()
+
+
+@functools.cache
+def augment_config(level: str, *overrides: str):
+    """The typed ``augment`` node that ``augment=<level> overrides`` composes to."""
+    from omegaconf import OmegaConf
+
+    from dlexp.config import register_configs
+    from dlexp.data.augment import AugmentConfig
+    from dlexp.preflight import check_command_line
+
+    register_configs()
+    cfg = check_command_line([f"augment={level}", *overrides]).configs[0]
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AugmentConfig), cfg.augment))
+
+
+def natural_images(total: int, test: int) -> type:
+    """A dataset class of ``total`` random CIFAR-shaped images (3x32x32 uint8, 10 classes)
+    of a flip-safe kind; the last ``test`` of them are its test split."""
+    from dlexp.data.base import ImageDataModule, RawData, Split
+
+    class NaturalImages(ImageDataModule):
+        native_size = 32
+        native_channels = 3
+        flip_ok = True
+
+        def load(self) -> RawData:
+            g = torch.Generator().manual_seed(0)
+            images = torch.randint(0, 256, (total, 3, 32, 32), generator=g, dtype=torch.uint8)
+            labels = torch.arange(total) % 10
+            cut = total - test
+            return RawData(
+                Split(images[:cut], labels[:cut]),
+                Split(images[cut:], labels[cut:]),
+                10,
+                [str(i) for i in range(10)],
+            )
+
+    return NaturalImages

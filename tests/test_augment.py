@@ -2,45 +2,24 @@
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import nn
 
-from dlexp.config import register_configs
 from dlexp.data.augment import AugmentConfig, BatchMix, image_transform
-from dlexp.data.base import DataConfig, ImageDataModule, RawData, Split
+from dlexp.data.base import DataConfig, ImageDataModule
 from dlexp.data.digits import DigitsConfig, DigitsDataModule
 from dlexp.module import ClassificationModule
-from dlexp.preflight import check_command_line
+
+from conftest import augment_config, natural_images
 
 LEVELS = ("none", "basic", "standard", "strong")
 NUM_CLASSES = 10
 
 
-@functools.cache
-def augment(level: str, *overrides: str) -> AugmentConfig:
-    """The typed ``augment`` node that ``augment=<level> overrides`` composes to."""
-    register_configs()
-    cfg = check_command_line([f"augment={level}", *overrides]).configs[0]
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AugmentConfig), cfg.augment))
-
-
-class NaturalImages(ImageDataModule):
-    """CIFAR-shaped random images (3x32x32 uint8) of a flip-safe kind, with a test split."""
-
-    native_size = 32
-    flip_ok = True
-
-    def load(self) -> RawData:
-        g = torch.Generator().manual_seed(0)
-        images = torch.randint(0, 256, (240, 3, 32, 32), generator=g, dtype=torch.uint8)
-        labels = torch.arange(240) % NUM_CLASSES
-        return RawData(Split(images[:200], labels[:200]), Split(images[200:], labels[200:]),
-                       NUM_CLASSES, [str(i) for i in range(NUM_CLASSES)])  # fmt: skip
+augment = augment_config
+NaturalImages = natural_images(total=240, test=40)
 
 
 def natural(aug: AugmentConfig | None, seed: int = 0) -> NaturalImages:

@@ -2,41 +2,25 @@
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from dlexp.config import register_configs
 from dlexp.data.augment import AugmentConfig
-from dlexp.data.base import DataConfig, ImageDataModule, RawData, Split
+from dlexp.data.base import DataConfig, ImageDataModule
 from dlexp.data.digits import DigitsConfig, DigitsDataModule
 from dlexp.data.memory import MemoryBatches
-from dlexp.preflight import check_command_line
 
-from conftest import QUICK, only_run_dir, read_metrics, run_inprocess
+from conftest import (
+    QUICK,
+    augment_config,
+    natural_images,
+    only_run_dir,
+    read_metrics,
+    run_inprocess,
+)
 
-
-@functools.cache
-def augment(level: str, *overrides: str) -> AugmentConfig:
-    register_configs()
-    cfg = check_command_line([f"augment={level}", *overrides]).configs[0]
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AugmentConfig), cfg.augment))
-
-
-class NaturalImages(ImageDataModule):
-    """Random 3x32x32 uint8 images of a flip-safe kind, with a test split."""
-
-    native_size = 32
-    flip_ok = True
-
-    def load(self) -> RawData:
-        g = torch.Generator().manual_seed(0)
-        images = torch.randint(0, 256, (600, 3, 32, 32), generator=g, dtype=torch.uint8)
-        labels = torch.arange(600) % 10
-        return RawData(Split(images[:500], labels[:500]), Split(images[500:], labels[500:]),
-                       10, [str(i) for i in range(10)])  # fmt: skip
+augment = augment_config
+NaturalImages = natural_images(total=600, test=100)
 
 
 def digits(loader: str, aug: AugmentConfig | None = None, seed: int = 0) -> DigitsDataModule:
