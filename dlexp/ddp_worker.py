@@ -28,17 +28,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from omegaconf import OmegaConf
 
+    from dlexp.checkpoints import safe_load
     from dlexp.config import register_configs
     from dlexp.errors import DlexpError
     from dlexp.guards import RunInterrupted
-    from dlexp.resume import ResumePlan, load_checkpoint
+    from dlexp.resume import ResumePlan
     from dlexp.run import train
 
     register_configs()
     cfg = OmegaConf.load(args.run_dir / "config.yaml")
     plan = ResumePlan()
     if args.checkpoint is not None:
-        state = load_checkpoint(args.checkpoint)
+        state = safe_load(args.checkpoint, "--checkpoint")
         plan = ResumePlan(
             checkpoint=args.checkpoint,
             epoch=int(state["epoch"]) + 1,

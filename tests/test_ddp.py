@@ -17,7 +17,6 @@ from conftest import QUICK, run_cli
 DDP_2_CPU = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 
 
-@pytest.mark.slow
 def test_ddp_multirun_gives_one_complete_dir_per_job_and_nothing_else(tmp_path):
     """2 jobs x 2 gloo processes: exactly the sweep's 2 job dirs, each a complete record."""
     proc = run_cli(
