@@ -6,7 +6,6 @@ commands take ``key=value`` arguments. Exit codes: 0 success, 1 training failure
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import sys
@@ -17,6 +16,7 @@ from dlexp.errors import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     EXIT_TRAINING_FAILED,
+    ArgumentParser,
     ConfigError,
     DlexpError,
     InputError,
@@ -147,7 +147,7 @@ def resume_sweep_command(args: list[str]) -> int:
     Completed jobs are kept, interrupted ones continue from their checkpoints, failed ones
     run again; the sweep ends with a complete summary.
     """
-    parser = _ArgumentParser(prog="dlexp resume-sweep", description=resume_sweep_command.__doc__)
+    parser = ArgumentParser(prog="dlexp resume-sweep", description=resume_sweep_command.__doc__)
     parser.add_argument("sweep_dir", type=Path)
     sweep_dir = parser.parse_args(args).sweep_dir.expanduser().resolve()
     saved = sweep_dir / "multirun.yaml"
@@ -224,58 +224,8 @@ def _train_job(cfg, statuses: list[str]) -> float:
     return float("nan")
 
 
-# -- report ------------------------------------------------------------------------------------
-
-
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports bad arguments as one :class:`InputError` line (exit 2)."""
-
-    def error(self, message: str):
-        raise InputError(f"{message} (see: dlexp {self.prog.split()[-1]} --help)")
-
-
-def report_command(args: list[str]) -> int:
-    """``dlexp report <sweep dir | run dirs…>``: summary, seed groups, plots and report.md."""
-    parser = _ArgumentParser(prog="dlexp report", description=report_command.__doc__)
-    parser.add_argument("paths", nargs="+", type=Path, help="a sweep dir or run dirs")
-    parser.add_argument(
-        "--metric",
-        default="test/acc",
-        help="the final metric to compare (default test/acc; val/acc, test/f1…)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="where to write (default: the sweep dir, or . for several paths)",
-    )
-    parser.add_argument(
-        "--target",
-        type=float,
-        default=None,
-        help="also report the first epoch at which val/acc reached this value",
-    )
-    parsed = parser.parse_args(args)
-    from dlexp.reports.report import build_report
-    from dlexp.reports.summary import METRIC_COLUMNS
-
-    if parsed.metric not in METRIC_COLUMNS:
-        raise ConfigError("--metric", parsed.metric, "must be one of: " + ", ".join(METRIC_COLUMNS))
-    path = build_report(parsed.paths, parsed.out, parsed.metric, parsed.target)
-    print(f"report: {path}")
-    return EXIT_OK
-
-
-def models_command(args: list[str]) -> int:
-    """``dlexp models [overrides]``: see :mod:`dlexp.models.table`."""
-    from dlexp.models.table import models_command as run
-
-    return run(args)
-
-
 def key_values(args: list[str], command: str) -> dict[str, str]:
     """``key=value`` arguments of the non-Hydra commands, in order; anything else is bad input."""
-    from dlexp.errors import InputError
 
     parsed: dict[str, str] = {}
     for arg in args:
@@ -303,7 +253,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": train_command,
     "eval": _lazy("dlexp.evaluate", "eval_command"),
     "predict": _lazy("dlexp.predict", "predict_command"),
-    "models": models_command,
-    "report": report_command,
+    "models": _lazy("dlexp.models.table", "models_command"),
+    "report": _lazy("dlexp.reports.command", "report_command"),
     "resume-sweep": resume_sweep_command,
 }

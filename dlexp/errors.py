@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 EXIT_OK = 0
 EXIT_TRAINING_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -43,3 +45,10 @@ def _show(value: object) -> str:
     if isinstance(value, str):
         return repr(value) if (" " in value or value == "") else value
     return repr(value) if not isinstance(value, (int, float, bool)) or value is None else str(value)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports bad arguments as one :class:`InputError` line (exit 2)."""
+
+    def error(self, message: str):
+        raise InputError(f"{message} (see: dlexp {self.prog.split()[-1]} --help)")

@@ -1,0 +1,46 @@
+"""``dlexp report <sweep dir | run dirs…>``: rebuild a sweep's tables, groups and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dlexp.errors import EXIT_OK, ArgumentParser, ConfigError
+
+
+def report_command(args: list[str]) -> int:
+    """``dlexp report <sweep dir | run dirs…>``: summary, seed groups, plots and report.md."""
+    parser = ArgumentParser(prog="dlexp report", description=report_command.__doc__)
+    parser.add_argument("paths", nargs="+", type=Path, help="a sweep dir or run dirs")
+    parser.add_argument(
+        "--metric",
+        default="test/acc",
+        help="the final metric to compare (default test/acc; val/acc, test/f1…)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write (default: the sweep dir, or . for several paths)",
+    )
+    parser.add_argument(
+        "--target",
+        type=float,
+        default=None,
+        help="also report the first epoch at which val/acc reached this value",
+    )
+    parsed = parser.parse_args(args)
+    from dlexp.reports.report import build_report
+    from dlexp.reports.summary import METRIC_COLUMNS
+
+    if parsed.metric not in METRIC_COLUMNS:
+        raise ConfigError("--metric", parsed.metric, "must be one of: " + ", ".join(METRIC_COLUMNS))
+    path = build_report(parsed.paths, parsed.out, parsed.metric, parsed.target)
+    print(f"report: {path}")
+    return EXIT_OK
+
+
+def models_command(args: list[str]) -> int:
+    """``dlexp models [overrides]``: see :mod:`dlexp.models.table`."""
+    from dlexp.models.table import models_command as run
+
+    return run(args)
