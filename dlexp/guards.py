@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from lightning_fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from dlexp.errors import TrainingError
+from dlexp.io import atomic_replace
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -121,13 +121,5 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes checkpoints to a temporary file in the same folder, then renames it."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_replace(path) as tmp:
             super().save_checkpoint(checkpoint, tmp, storage_options)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise

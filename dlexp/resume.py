@@ -16,6 +16,7 @@ from typing import Any
 
 from dlexp.checkpoints import safe_load
 from dlexp.errors import InputError
+from dlexp.io import read_json
 
 KEEP_ON_RESTART = {".hydra", "train.log", "attempts"}
 
@@ -40,7 +41,7 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        return read_json(path)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: corrupt metrics.json ({exc})") from None
 
