@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import os
@@ -58,6 +59,12 @@ def run_inprocess(*args: str, cwd: Path, capsys=None) -> int:
 
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def read_epochs(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of the run's ``epochs.csv``, one per epoch."""
+    with open(run_dir / "epochs.csv") as f:
+        return list(csv.DictReader(f))
 
 
 def only_run_dir(root: Path) -> Path:

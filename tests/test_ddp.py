@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
@@ -12,7 +11,7 @@ import pytest
 from dlexp.distributed import DDP_ENV, JobDDPStrategy, JobLauncher, job_scope, strategy_for
 from dlexp.record import RunRecord
 
-from conftest import QUICK, run_cli
+from conftest import QUICK, read_epochs, run_cli
 
 DDP_2_CPU = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 
@@ -32,8 +31,7 @@ def test_ddp_multirun_gives_one_complete_dir_per_job_and_nothing_else(tmp_path):
         assert record["status"] == "completed"
         assert f"seed={seed}" in record["overrides"]
         assert record["epochs"] == 1 and 0 <= record["test"]["test/acc"] <= 1
-        with open(sweep / job / "epochs.csv") as f:
-            assert [row["epoch"] for row in csv.DictReader(f)] == ["1"]  # written once
+        assert [row["epoch"] for row in read_epochs(sweep / job)] == ["1"]  # written once
         assert (sweep / job / "confusion_matrix.csv").is_file()
         assert f"seed: {seed}" in (sweep / job / "config.yaml").read_text()
 

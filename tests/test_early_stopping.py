@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -16,7 +14,7 @@ from dlexp.callbacks import stop_record
 from dlexp.config import register_configs
 from dlexp.preflight import check_command_line
 
-from conftest import QUICK, only_run_dir, read_metrics, run_inprocess
+from conftest import QUICK, only_run_dir, read_epochs, read_metrics, run_inprocess
 
 
 class ScriptedMetric(pl.LightningModule):
@@ -112,8 +110,7 @@ def test_metrics_json_records_when_and_why_a_run_stopped(tmp_path):
     assert metrics["status"] == "completed" and metrics["epochs"] == 3
     assert metrics["stopped"]["by"] == "early_stopping" and metrics["stopped"]["epoch"] == 3
     assert "train/loss" in metrics["stopped"]["reason"]
-    with open(run_dir / "epochs.csv") as f:
-        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
+    assert [int(r["epoch"]) for r in read_epochs(run_dir)] == [1, 2, 3]
 
 
 def test_a_non_finite_metric_stops_at_once_and_says_why(tmp_path):

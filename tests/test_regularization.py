@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,7 +12,7 @@ from dlexp.models import build_model
 from dlexp.module import ClassificationModule
 from dlexp.regularization import RegularizationConfig, WeightPenalty, penalized_parameters
 
-from conftest import QUICK, only_run_dir, read_metrics, run_inprocess
+from conftest import QUICK, only_run_dir, read_epochs, read_metrics, run_inprocess
 
 # Unit tests call training_step without a Trainer, where self.log() only warns.
 pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
@@ -166,8 +164,7 @@ def test_penalty_of_a_run_uses_the_training_set_size(tmp_path):
     run = only_run_dir(tmp_path)
     n = read_metrics(run)["data"]["train"]
     assert n == 300
-    with open(run / "epochs.csv") as f:
-        logged = float(next(csv.DictReader(f))["train/penalty"])
+    logged = float(read_epochs(run)[0]["train/penalty"])
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     weights = [v for k, v in state.items() if k.startswith("model.") and k.endswith("weight")]
     expected = 3 / n * sum(float(w.pow(2).sum()) for w in weights if w.dim() >= 2)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import QUICK, REPO, read_metrics, run_inprocess
+from conftest import QUICK, REPO, read_epochs, read_metrics, run_inprocess
 
 # Epochs long enough (batch 8: ~160 steps) to be signalled mid-epoch, reproducible on CPU.
 RESUMABLE = [
@@ -56,11 +56,6 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 240) -> None:
         time.sleep(0.05)
 
 
-def epoch_rows(run_dir: Path) -> list[dict[str, str]]:
-    with open(run_dir / "epochs.csv") as f:
-        return list(csv.DictReader(f))
-
-
 def scalar_steps(run_dir: Path, tag: str) -> list[int]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -93,9 +88,9 @@ def test_sigterm_mid_epoch_then_resume_reaches_the_uninterrupted_result(tmp_path
     assert resumed["status"] == "completed" and resumed["resumed"] == 1
     assert resumed["test"] == expected["test"] and resumed["best"] == expected["best"]
     assert resumed["best_epoch"] == expected["best_epoch"]
-    assert [r["epoch"] for r in epoch_rows(cut)] == ["1", "2", "3", "4"]
+    assert [r["epoch"] for r in read_epochs(cut)] == ["1", "2", "3", "4"]
     for column in ("train/loss", "val/loss", "val/acc"):  # the same curve, not just the end
-        assert [r[column] for r in epoch_rows(cut)] == [r[column] for r in epoch_rows(reference)]
+        assert [r[column] for r in read_epochs(cut)] == [r[column] for r in read_epochs(reference)]
     steps = scalar_steps(cut, "val/acc")
     assert len(steps) == 4 and len(set(steps)) == 4  # one TensorBoard point per epoch, no repeat
 
@@ -216,7 +211,7 @@ def test_deterministic_runs_are_bit_identical(tmp_path):
         args = [*QUICK, "trainer.deterministic=true", "augment=basic"]
         assert run_inprocess("train", *args, f"hydra.run.dir={run}", cwd=tmp_path) == 0
         record = read_metrics(run)
-        rows = [{k: v for k, v in r.items() if "seconds" not in k} for r in epoch_rows(run)]
+        rows = [{k: v for k, v in r.items() if "seconds" not in k} for r in read_epochs(run)]
         records.append((record["best"], record["test"], record["best_epoch"], rows))
     assert records[0] == records[1]
 

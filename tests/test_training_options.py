@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 
-from conftest import QUICK, only_run_dir, read_metrics, run_inprocess
+from conftest import QUICK, only_run_dir, read_epochs, read_metrics, run_inprocess
 
 
 def test_schedule_augmentation_penalty_and_smoothing_in_one_run(tmp_path):
@@ -21,8 +19,7 @@ def test_schedule_augmentation_penalty_and_smoothing_in_one_run(tmp_path):
     metrics = read_metrics(run)
     assert metrics["status"] == "completed" and metrics["data"]["train"] == 200
     assert metrics["stopped"]["by"] == "max_epochs"
-    with open(run / "epochs.csv") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_epochs(run)
     # the learning rate of every epoch: 1e-3, then halved by StepLR after epoch 1
     assert [float(r["lr"]) for r in rows] == pytest.approx([1e-3, 5e-4])
     assert all(float(r["train/penalty"]) > 0 for r in rows)
