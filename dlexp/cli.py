@@ -126,12 +126,12 @@ def _expand_resume(args: list[str]) -> list[str]:
     wanted = [a for a in args if a.startswith("resume=") and a != "resume=auto"]
     if not wanted:
         return args
-    run_dir = Path(wanted[-1].split("=", 1)[1]).expanduser().resolve()
-    saved = run_dir / ".hydra" / "overrides.yaml"
-    if not saved.is_file():
-        raise ConfigError("resume", str(run_dir), "must be a dlexp run directory (with .hydra/)")
     import yaml
 
+    from dlexp.resume import run_dir_of
+
+    run_dir = run_dir_of(wanted[-1].split("=", 1)[1])
+    saved = run_dir / ".hydra" / "overrides.yaml"
     own = [
         o
         for o in yaml.safe_load(saved.read_text()) or []

@@ -67,9 +67,10 @@ class Config:
         ``resume`` must name a run."""
         from dlexp.data.registry import data_shape
         from dlexp.models.registry import check_model_input
+        from dlexp.resume import run_dir_of
 
-        if self.resume not in (None, "auto") and not Path(self.resume, ".hydra").is_dir():
-            raise ConfigError("resume", self.resume, "must be a dlexp run directory (with .hydra/)")
+        if self.resume not in (None, "auto"):
+            run_dir_of(self.resume)
         check_model_input(self.model, data_shape(self.data).image_size)
         if hasattr(self.scheduler, "check_against"):
             self.scheduler.check_against(self.trainer.max_epochs, "scheduler")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dlexp.checkpoints import safe_load
-from dlexp.errors import InputError
+from dlexp.errors import ConfigError, InputError
 from dlexp.io import read_json
 
 KEEP_ON_RESTART = {".hydra", "train.log", "attempts"}
@@ -33,6 +33,14 @@ class ResumePlan:
     @property
     def skip(self) -> bool:
         return bool(self.previous) and self.previous.get("status") == "completed"
+
+
+def run_dir_of(value: str) -> Path:
+    """``resume=<value>`` as a run directory (with Hydra's ``.hydra/overrides.yaml``)."""
+    run_dir = Path(value).expanduser().resolve()
+    if not (run_dir / ".hydra" / "overrides.yaml").is_file():
+        raise ConfigError("resume", value, "must be a dlexp run directory (with .hydra/)")
+    return run_dir
 
 
 def read_record(run_dir: Path) -> dict[str, Any] | None:
