@@ -134,7 +134,7 @@ def test_label_smoothing_applies_to_training_only():
     batch = (torch.randn(5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1]))
     logits = model(batch[0])
     train_loss = module.training_step(batch, 0)
-    val_loss, _ = module._step(batch, "val", module.val_metrics)
+    val_loss, _ = module._step(batch, "val")
     assert train_loss.item() == pytest.approx(
         F.cross_entropy(logits, batch[1], label_smoothing=0.2).item()
     )

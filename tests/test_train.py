@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import QUICK, only_run_dir, read_metrics, run_cli, run_inprocess
+from conftest import QUICK, only_run_dir, read_epochs, read_metrics, run_cli, run_inprocess
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +71,45 @@ def test_run_dir_layout(default_run):
         for r in (default_run / "confusion_matrix.csv").read_text().splitlines()[1:]
     ]
     assert sum(int(v) for row in matrix for v in row) == 270  # every test image counted once
+
+
+def test_epoch_metrics_are_that_epochs_own(default_run):
+    """The last epoch's val/acc and val/loss are the final weights' scores on the val split.
+
+    Metrics are accumulated over an epoch and reset after it: a mean over several epochs
+    (metrics never reset) or over part of one would not match.
+    """
+    from dlexp.checkpoints import (
+        lightning_state_dict,
+        load_run_config,
+        restore_module,
+        safe_load,
+    )
+    from dlexp.data import build_datamodule
+
+    cfg = load_run_config(default_run)
+    data = build_datamodule(cfg.data, seed=cfg.seed)
+    data.setup("fit")
+    ckpt = default_run / "checkpoints" / "last.ckpt"  # the weights after the last epoch
+    state = lightning_state_dict(safe_load(ckpt, "ckpt"), ckpt, "ckpt")
+    module = restore_module(
+        cfg.model,
+        state,
+        in_channels=data.in_channels,
+        num_classes=data.num_classes,
+        image_size=data.image_size,
+        key="ckpt",
+        shown=str(ckpt),
+    ).eval()
+    images, labels = data.val_split.images, data.val_split.labels
+    with torch.no_grad():
+        logits = module(images)
+    last = read_epochs(default_run)[-1]
+    accuracy = (logits.argmax(1) == labels).float().mean().item()
+    assert float(last["val/acc"]) == pytest.approx(accuracy, abs=1e-6)
+    assert float(last["val/loss"]) == pytest.approx(F.cross_entropy(logits, labels).item(), abs=1e-5)
+    # and the epochs differ: each row holds its own epoch's scores
+    assert len({row["val/loss"] for row in read_epochs(default_run)}) == 8
 
 
 def test_tensorboard_event_file_holds_train_and_val_scalars(default_run):

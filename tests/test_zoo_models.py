@@ -269,7 +269,7 @@ def test_googlenet_aux_heads_are_off_by_default_and_train_when_on():
         assert torch.allclose(loss, expected)
         assert not torch.allclose(loss, main)
         module.eval()  # validation: no auxiliary heads
-        val_loss, _ = module._step((images, targets), "val", module.val_metrics)
+        val_loss, _ = module._step((images, targets), "val")
         assert torch.allclose(val_loss, F.cross_entropy(model(images.float() / 255), targets))
 
 
