@@ -26,12 +26,12 @@ test-all: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(ARGS)
 
 lint: install
-	$(BIN)/ruff check dlexp tests bench
-	$(BIN)/ruff format --check dlexp tests bench
+	$(BIN)/ruff check dlexp hydra_plugins tests bench
+	$(BIN)/ruff format --check dlexp hydra_plugins tests bench
 
 format: install
-	$(BIN)/ruff format dlexp tests bench
-	$(BIN)/ruff check --fix dlexp tests bench
+	$(BIN)/ruff format dlexp hydra_plugins tests bench
+	$(BIN)/ruff check --fix dlexp hydra_plugins tests bench
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir outputs --port 6006

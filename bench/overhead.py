@@ -4,8 +4,10 @@ Both sides train the same model (built by dlexp), on the same batches (dlexp's d
 with the same optimizer, learning-rate schedule, loss (label smoothing), batch size and
 epochs, in this process, one after the other, and evaluate on the validation split after
 every epoch as any training script does; the loop also counts its training accuracy. Steps/s
-counts the training steps over the time of the epochs (training plus validation); the
-ratio dlexp / hand-written loop is printed per workload, as the median over the repeats.
+counts the training steps over the time of the epochs (training plus validation). Each
+repeat runs hand, dlexp, dlexp, hand (this machine's speed drifts by 10-30 % within
+minutes), and the ratio dlexp / hand-written loop is printed per workload, as the median
+over the repeats.
 
 Workloads: LeNet-5 on MNIST (a subset, from ``--mnist-root``, or skipped when absent) and
 ResNet-20 on CIFAR-shaped data (random images written as CIFAR-10 batch files). Usage:
@@ -195,8 +197,10 @@ def main() -> None:
             dlexp_run(overrides, 1)  # warm-up: imports, first-call allocations
             ratios, ours, theirs = [], [], []
             for _ in range(args.repeats):
-                hand = hand_run(overrides, args.epochs)
-                mine = dlexp_run(overrides, args.epochs)
+                # hand, dlexp, dlexp, hand: a drift in the machine's speed cancels out
+                first = hand_run(overrides, args.epochs)
+                mine = statistics.mean(dlexp_run(overrides, args.epochs) for _ in range(2))
+                hand = statistics.mean([first, hand_run(overrides, args.epochs)])
                 ours.append(mine)
                 theirs.append(hand)
                 ratios.append(mine / hand)

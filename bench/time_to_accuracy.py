@@ -5,11 +5,12 @@ Targets, checked and printed side by side with the figures measured:
 * ``digits``: the default experiment (``dlexp train``: LeNet-5 on digits) reaches >= 0.97
   test accuracy in <= 15 s of wall time for the whole process;
 * ``mnist``: LeNet-5 on real MNIST reaches >= 99.0 % test accuracy within 3 epochs;
-* ``fashion``: a small CNN (LeNet-5) on Fashion-MNIST reaches >= 91 % test accuracy.
+* ``fashion``: a small CNN (LeNet-5 with BatchNorm, 62 k parameters) on Fashion-MNIST reaches
+  >= 91 % test accuracy (``augment=basic``: crop and flip; 30 epochs).
 
 MNIST and Fashion-MNIST are read from ``../shared/data/{MNIST,FashionMNIST}/raw`` through a
 writable data root of links. Usage:
-    python bench/time_to_accuracy.py [--only digits mnist fashion] [--fashion-epochs 15]
+    python bench/time_to_accuracy.py [--only digits mnist fashion] [--fashion-epochs 30]
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ SHARED = REPO.parent / "shared" / "data"
 RECIPES = {
     "digits": ([], 0.97, "wall <= 15 s"),
     "mnist": (["data=mnist", "model=lenet5", "trainer.max_epochs=3"], 0.990, "3 epochs"),
-    "fashion": (["data=fashion_mnist", "model=lenet5", "augment=basic"], 0.91, "small CNN"),
+    "fashion": (
+        ["data=fashion_mnist", "model=lenet5", "model.norm=batch", "augment=basic"],
+        0.91,
+        "small CNN",
+    ),
 }
 SOURCES = {"mnist": "MNIST", "fashion": "FashionMNIST"}
 
@@ -63,7 +68,7 @@ def run(overrides: list[str], tmp: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=list(RECIPES), default=list(RECIPES))
-    parser.add_argument("--fashion-epochs", type=int, default=15)
+    parser.add_argument("--fashion-epochs", type=int, default=30)
     parser.add_argument("extra", nargs="*", help="overrides added to every run")
     args = parser.parse_args()
     print(f"{'task':<8} {'target':<16} {'test acc':>8} {'epochs':>6} {'wall s':>7}  met")

@@ -169,18 +169,18 @@ class ConfusionMatrixReport(pl.Callback):
 
 
 def _confusion_figure(matrix, class_names: list[str]):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """The matrix as a matplotlib Figure (not pyplot's: no global backend or figure state)."""
+    from matplotlib.figure import Figure
 
     n = len(class_names)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * n, 1 + 0.45 * n))
+    fig = Figure(figsize=(1.2 + 0.45 * n, 1 + 0.45 * n))
+    ax = fig.add_subplot()
     ax.imshow(matrix.numpy(), cmap="Blues")
     ax.set_xticks(range(n), class_names, rotation=90 if n > 12 else 0)
     ax.set_yticks(range(n), class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
+    fig.tight_layout()  # before the counts: they sit inside the axes, and laying them out is slow
     if n <= 20:
         top = matrix.max().item() or 1
         for (i, j), v in ((ij, int(matrix[ij])) for ij in _cells(n)):
@@ -193,7 +193,6 @@ def _confusion_figure(matrix, class_names: list[str]):
                 fontsize=7,
                 color="white" if v > top / 2 else "black",
             )
-    fig.tight_layout()
     return fig
 
 

@@ -90,6 +90,8 @@ def train_command(args: list[str]) -> int:
         config_dir=parsed.config_dir,
         config_name=parsed.config_name or "config",
     )
+    if checked.grid and not any(a.startswith("hydra/sweeper=") for a in args):
+        args = [*args, "hydra/sweeper=grid"]  # every job is checked: Hydra need not compose twice
     from dlexp.reports.hydra_callback import SweepSummary
 
     SweepSummary.last_rows = []

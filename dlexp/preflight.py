@@ -3,11 +3,14 @@
 Every job the command line describes (each point of a multirun grid, including sweeps that
 an experiment file declares in ``hydra.sweeper.params``) is composed and validated, so bad
 input is reported as one line naming the key, the value and what is allowed, before any
-directory is created or any data is loaded.
+directory is created or any data is loaded. A job that differs from the others only in
+plain values (``seed=0,1,2``, ``optimizer.lr=...``) is the shared composition with those
+values set, as Hydra would set them; one that picks other options of a group is composed.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import tempfile
 from dataclasses import dataclass
@@ -15,8 +18,10 @@ from pathlib import Path
 
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import OverrideType
 from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
@@ -25,15 +30,18 @@ from dlexp.config import CONF_DIR
 from dlexp.errors import DlexpError, InputError
 from dlexp.schema import validate
 
-MAX_CHECKED_JOBS = 512
-
 
 @dataclass
 class CheckedCommand:
-    """The validated configs of every job a command line describes."""
+    """The validated configs of every job a command line describes.
+
+    ``grid``: a multirun of Hydra's grid sweeper, whose every job is among ``configs`` (it
+    can run with ``hydra/sweeper=grid``, which does not compose each job a second time).
+    """
 
     configs: list[DictConfig]
     multirun: bool
+    grid: bool = False
 
 
 def check_command_line(
@@ -70,12 +78,18 @@ def check_command_line(
             )
         jobs = _expand_sweep(base, fixed, overrides, loader) if multirun else [fixed]
         configs = []
-        for job in jobs[:MAX_CHECKED_JOBS]:
-            cfg = base if job == fixed else _compose(config_name, job + extra, overrides)
+        for job in jobs:
+            own = [line for line in job if line not in fixed]
+            if not own:
+                cfg = base
+            elif not extra and _plain_values(own, loader):
+                cfg = _with_values(base, own, overrides, loader)
+            else:
+                cfg = _compose(config_name, job + extra, overrides)
             configs.append(_validated(cfg))
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         check_writable(key, OmegaConf.select(base, key))
-        return CheckedCommand(configs, multirun)
+        return CheckedCommand(configs, multirun, grid=multirun and _is_grid(base))
 
 
 def check_writable(key: str, directory: str) -> None:
@@ -103,7 +117,7 @@ def _expand_sweep(
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
     sweeper = base.hydra.sweeper
-    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+    if not _is_grid(base):
         return [fixed]
     declared = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
     parsed = OverridesParser.create(config_loader=loader).parse_overrides(declared + overrides)
@@ -113,11 +127,40 @@ def _expand_sweep(
         raise InputError(f"sweep: {_first(str(exc))}") from None
 
 
+def _is_grid(cfg: DictConfig) -> bool:
+    """Whether ``cfg``'s sweeper is Hydra's BasicSweeper (or dlexp's form of it)."""
+    return str(cfg.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper")
+
+
 def _compose(config_name: str, job: list[str], all_overrides: list[str]) -> DictConfig:
     try:
         return compose(config_name, overrides=job, return_hydra_config=True)
     except Exception as exc:  # Hydra reports composition errors with several exception types
         raise InputError(explain(exc, all_overrides)) from None
+
+
+def _plain_values(lines: list[str], loader) -> bool:
+    """Whether ``lines`` only change values (no group, ``+``/``~``, package or ``hydra.``)."""
+    return all(
+        o.type == OverrideType.CHANGE
+        and o.package is None
+        and not o.is_hydra_override()
+        and not loader.repository.group_exists(o.key_or_group)
+        for o in OverridesParser.create(config_loader=loader).parse_overrides(lines)
+    )
+
+
+def _with_values(
+    base: DictConfig, lines: list[str], all_overrides: list[str], loader
+) -> DictConfig:
+    """``base`` with the value overrides ``lines`` applied as Hydra's composition applies them."""
+    cfg = copy.deepcopy(base)
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(lines)
+    try:
+        ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
+    except Exception as exc:  # the exceptions a composition with these overrides raises
+        raise InputError(explain(exc, all_overrides)) from None
+    return cfg
 
 
 def _validated(cfg: DictConfig) -> DictConfig:

@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
@@ -54,6 +55,26 @@ def test_grid_gives_four_runs_and_a_summary_equal_to_their_metrics(grid):
         assert float(row["val/acc"]) == pytest.approx(m["best"]["val/acc"], abs=5e-5)
         assert int(row["epochs"]) == m["epochs"] == 2
     assert "| job | model | optimizer.lr | status |" in (grid / "summary.md").read_text()
+    # the jobs ran under dlexp's grid sweeper (no second composition of each job)
+    sweeper = OmegaConf.load(grid / "multirun.yaml").hydra.sweeper
+    assert sweeper._target_ == "hydra_plugins.dlexp_sweeper.PrecheckedBasicSweeper"
+
+
+def test_value_sweeps_check_each_job_as_its_own_composition():
+    """A job that differs only in values is the shared composition with those values set."""
+    from dlexp.preflight import check_command_line
+
+    line = ["model=mlp", "seed=0,1", "optimizer.lr=0.01,0.1", "+experiment=dropout"]
+    swept = check_command_line(line, multirun=True).configs
+    # the experiment's own grid (model.dropout=0,0.2,0.5) first, then the command line's
+    points = [(p, s, lr) for p in (0.0, 0.2, 0.5) for s in (0, 1) for lr in (0.01, 0.1)]
+    assert len(swept) == len(points)
+    for config, (p, seed, lr) in zip(swept, points, strict=True):
+        own = check_command_line(
+            [f"model.dropout={p}", f"seed={seed}", f"optimizer.lr={lr}", "+experiment=dropout"]
+        ).configs[0]
+        assert (config.model.dropout, config.seed, config.optimizer.lr) == (p, seed, lr)
+        assert OmegaConf.to_container(config) == OmegaConf.to_container(own)
 
 
 def test_hparams_dashboard_carries_the_final_metrics(grid):

@@ -107,7 +107,8 @@ def test_epoch_metrics_are_that_epochs_own(default_run):
     last = read_epochs(default_run)[-1]
     accuracy = (logits.argmax(1) == labels).float().mean().item()
     assert float(last["val/acc"]) == pytest.approx(accuracy, abs=1e-6)
-    assert float(last["val/loss"]) == pytest.approx(F.cross_entropy(logits, labels).item(), abs=1e-5)
+    loss = F.cross_entropy(logits, labels).item()
+    assert float(last["val/loss"]) == pytest.approx(loss, abs=1e-5)
     # and the epochs differ: each row holds its own epoch's scores
     assert len({row["val/loss"] for row in read_epochs(default_run)}) == 8
 
