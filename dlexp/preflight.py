@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import OverrideType
+from hydra.core.override_parser.types import Override, OverrideType
 from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
@@ -61,7 +61,8 @@ def check_command_line(
     with initialize_config_dir(str(CONF_DIR), version_base=None, job_name="train"):
         loader = GlobalHydra.instance().config_loader()
         try:
-            parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)
+            parser = OverridesParser.create(config_loader=loader)
+            parsed = parser.parse_overrides(overrides)
         except OverrideParseException as exc:
             raise InputError(
                 f"{exc.override}: cannot parse this override ({_first(exc.message)})"
@@ -79,11 +80,11 @@ def check_command_line(
         jobs = _expand_sweep(base, fixed, overrides, loader) if multirun else [fixed]
         configs = []
         for job in jobs:
-            own = [line for line in job if line not in fixed]
+            own = parser.parse_overrides([line for line in job if line not in fixed])
             if not own:
                 cfg = base
             elif not extra and _plain_values(own, loader):
-                cfg = _with_values(base, own, overrides, loader)
+                cfg = _with_values(base, own, overrides)
             else:
                 cfg = _compose(config_name, job + extra, overrides)
             configs.append(_validated(cfg))
@@ -139,25 +140,22 @@ def _compose(config_name: str, job: list[str], all_overrides: list[str]) -> Dict
         raise InputError(explain(exc, all_overrides)) from None
 
 
-def _plain_values(lines: list[str], loader) -> bool:
-    """Whether ``lines`` only change values (no group, ``+``/``~``, package or ``hydra.``)."""
+def _plain_values(own: list[Override], loader) -> bool:
+    """Whether ``own`` only changes values (no group, ``+``/``~``, package or ``hydra.``)."""
     return all(
         o.type == OverrideType.CHANGE
         and o.package is None
         and not o.is_hydra_override()
         and not loader.repository.group_exists(o.key_or_group)
-        for o in OverridesParser.create(config_loader=loader).parse_overrides(lines)
+        for o in own
     )
 
 
-def _with_values(
-    base: DictConfig, lines: list[str], all_overrides: list[str], loader
-) -> DictConfig:
-    """``base`` with the value overrides ``lines`` applied as Hydra's composition applies them."""
+def _with_values(base: DictConfig, own: list[Override], all_overrides: list[str]) -> DictConfig:
+    """``base`` with the value overrides ``own`` applied as Hydra's composition applies them."""
     cfg = copy.deepcopy(base)
-    parsed = OverridesParser.create(config_loader=loader).parse_overrides(lines)
     try:
-        ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
+        ConfigLoaderImpl._apply_overrides_to_config(own, cfg)
     except Exception as exc:  # the exceptions a composition with these overrides raises
         raise InputError(explain(exc, all_overrides)) from None
     return cfg
