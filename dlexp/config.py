@@ -23,7 +23,7 @@ from dlexp.regularization import RegularizationConfig
 from dlexp.schema import param
 from dlexp.trainer import TrainerConfig
 
-CONF_DIR = Path(os.environ.get("DLEXP_CONF_DIR", Path(__file__).resolve().parent.parent / "conf"))
+CONF_DIR = Path(os.environ.get("DLEXP_CONF_DIR", Path(__file__).resolve().parent / "conf"))
 RUN_ID_ENV = "DLEXP_RUN_ID"
 
 
