@@ -1,46 +1,25 @@
-"""Callbacks (``conf/callbacks/*.yaml``) and the ones every run gets: history and reports."""
+"""Callbacks (``dlexp/conf/callbacks/*.yaml``) and the ones every run gets: history, reports."""
 
 from __future__ import annotations
 
 import csv
 import io
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from dlexp.io import atomic_write_text
-from dlexp.schema import param
-
-
-@dataclass
-class EarlyStoppingConfig:
-    """``callbacks.early_stopping`` (``conf/callbacks/early_stopping.yaml``)."""
-
-    _target_: str = "pytorch_lightning.callbacks.EarlyStopping"
-    monitor: str = "val/loss"
-    mode: str = param("min", choices=("min", "max"))
-    patience: int = param(3, ge=1)
-    min_delta: float = param(0.0, ge=0)
-    check_finite: bool = True
-    stopping_threshold: float | None = None
-    divergence_threshold: float | None = None
-    verbose: bool = False
-
-
-CALLBACK_SCHEMAS: dict[str, type] = {"early_stopping": EarlyStoppingConfig}
 
 
 def build_callbacks(
-    cfg: DictConfig | None, run_dir: Path, with_logger: bool = True
+    cfg: dict[str, Any] | None, run_dir: Path, with_logger: bool = True
 ) -> list[pl.Callback]:
     """Instantiate every entry of the ``callbacks`` group; checkpoints go to ``run_dir``.
 

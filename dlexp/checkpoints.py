@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
+from dlexp.config.model import ModelConfig
 from dlexp.errors import InputError
 from dlexp.io import read_json
 
@@ -94,14 +94,6 @@ def run_dir_of(checkpoint: Path) -> Path | None:
     return None
 
 
-def load_run_config(run_dir: Path) -> DictConfig:
-    """The resolved config a run saved in ``config.yaml``."""
-    try:
-        return OmegaConf.load(run_dir / "config.yaml")
-    except Exception as exc:
-        raise InputError(f"{run_dir / 'config.yaml'}: unreadable run config ({exc})") from None
-
-
 def lightning_state_dict(checkpoint: Any, path: Path, key: str) -> dict[str, torch.Tensor]:
     """The LightningModule ``state_dict`` inside a loaded Lightning checkpoint."""
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
@@ -159,7 +151,7 @@ def load_exact(
 
 
 def restore_module(
-    model_cfg: DictConfig,
+    model_cfg: ModelConfig,
     state: dict[str, torch.Tensor],
     *,
     in_channels: int,

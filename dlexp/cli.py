@@ -20,6 +20,8 @@ from dlexp.errors import (
     ConfigError,
     DlexpError,
     InputError,
+    RunDiverged,
+    RunInterrupted,
 )
 
 log = logging.getLogger("dlexp")
@@ -66,30 +68,40 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
 
 # -- train -------------------------------------------------------------------------------------
 
-_HYDRA_INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc")
+_HYDRA_INFO_FLAGS = ("--hydra-help", "--info", "-i", "--shell-completion", "-sc")
+_PRINT_FLAGS = ("--cfg", "-c", "--resolve", "--package", "-p")  # print, do not run
 
 
 def train_command(args: list[str]) -> int:
     """``dlexp train [hydra overrides]``: check the command line, then hand it to Hydra."""
-    from hydra._internal.utils import get_args_parser
+    if any(a in ("--help", "-h") for a in args):
+        from dlexp.train_help import print_train_help
 
+        print_train_help()
+        return EXIT_OK
+    from dlexp.compat.hydra import hydra_args_parser
     from dlexp.config import new_run_id, register_configs
-    from dlexp.guards import RunInterrupted
     from dlexp.preflight import check_command_line
 
     register_configs()
     new_run_id()
     args = _expand_resume(args)
-    parsed = get_args_parser().parse_args(args)
     if any(flag in args for flag in _HYDRA_INFO_FLAGS):
         _run_hydra(args, lambda cfg: None)
         return EXIT_OK
+    parsed = hydra_args_parser().parse_args(args)
     checked = check_command_line(
         parsed.overrides,
         multirun=parsed.multirun,
         config_dir=parsed.config_dir,
         config_name=parsed.config_name or "config",
     )
+    if any(a in _PRINT_FLAGS or a.startswith("--cfg=") for a in args):
+        _run_hydra(args, lambda cfg: None)
+        return EXIT_OK
+    from dlexp.buildcheck import check_buildable
+
+    check_buildable(checked.configs)
     if checked.grid and not any(a.startswith("hydra/sweeper=") for a in args):
         args = [*args, "hydra/sweeper=grid"]  # every job is checked: Hydra need not compose twice
     from dlexp.reports.hydra_callback import SweepSummary
@@ -97,7 +109,7 @@ def train_command(args: list[str]) -> int:
     SweepSummary.last_rows = []
     statuses: list[str] = []
     try:
-        _run_hydra(args, lambda cfg: _train_job(cfg, statuses))
+        _run_hydra(args, lambda cfg: _train_job(cfg, checked, statuses))
     except RunInterrupted as exc:
         print(
             f"error: dlexp train: {exc}; the run is recorded as interrupted "
@@ -177,7 +189,7 @@ def _run_hydra(args: list[str], task: Callable) -> None:
         sys.argv = saved
 
 
-def _train_job(cfg, statuses: list[str]) -> float:
+def _train_job(cfg, checked, statuses: list[str]) -> float:
     """Run one job inside Hydra; record its status and return its objective.
 
     The objective (the monitored validation metric at the best epoch, NaN when the job did not
@@ -188,7 +200,7 @@ def _train_job(cfg, statuses: list[str]) -> float:
     from hydra.types import RunMode
     from pytorch_lightning.utilities import rank_zero_only
 
-    from dlexp.guards import RunDiverged
+    from dlexp.config import to_config
     from dlexp.run import train
 
     hydra_cfg = HydraConfig.get()
@@ -197,7 +209,9 @@ def _train_job(cfg, statuses: list[str]) -> float:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     status, error = "failed", ""
     try:
-        record = train(cfg, run_dir, overrides)
+        # checked up front; a job a launcher runs in another process is typed here
+        config = checked.config_for(overrides) or to_config(cfg)
+        record = train(config, run_dir, overrides)
         statuses.append(record["status"])
         log.info("run %s: %s (test %s)", record["status"], run_dir, record.get("test"))
         return float(record["best"].get(record["monitor"]["metric"], float("nan")))

@@ -26,17 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     rank = os.environ.get("LOCAL_RANK", "?")
     logging.basicConfig(level=logging.WARNING, format=f"[rank {rank}] %(levelname)s %(message)s")
 
-    from omegaconf import OmegaConf
-
     from dlexp.checkpoints import safe_load
-    from dlexp.config import register_configs
-    from dlexp.errors import DlexpError
-    from dlexp.guards import RunInterrupted
+    from dlexp.errors import DlexpError, RunInterrupted
     from dlexp.resume import ResumePlan
     from dlexp.run import train
+    from dlexp.run_config import saved_config
 
-    register_configs()
-    cfg = OmegaConf.load(args.run_dir / "config.yaml")
+    cfg = saved_config(args.run_dir)
     plan = ResumePlan()
     if args.checkpoint is not None:
         state = safe_load(args.checkpoint, "--checkpoint")

@@ -28,6 +28,8 @@ import torch
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
+from dlexp.config.trainer import FREE_GPU
+
 # Environment variables Lightning's DDP launch sets in the launching process.
 DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "OMP_NUM_THREADS")
 RESUME_ARG = "--checkpoint"
@@ -135,7 +137,6 @@ def job_scope(trainer, reap_timeout: float = 120.0) -> Iterator[None]:
 
 # -- one GPU per process, for sweeps running jobs in parallel ----------------------------------
 
-FREE_GPU = "free"  # trainer.devices=free: a GPU no other dlexp process on this machine holds
 _claimed: list[Any] = []  # the lock file this process holds (kept until it exits)
 
 

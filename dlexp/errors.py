@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
 EXIT_OK = 0
 EXIT_TRAINING_FAILED = 1
@@ -52,3 +53,24 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise InputError(f"{message} (see: dlexp {self.prog.split()[-1]} --help)")
+
+
+class RunInterrupted(BaseException):
+    """Raised in the training thread by the first SIGINT/SIGTERM."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class RunDiverged(TrainingError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, loss: float, step: int, epoch: int) -> None:
+        super().__init__(f"diverged: training loss {loss} at step {step} (epoch {epoch})")
+        self.loss = str(loss)  # "nan" / "inf": JSON has no literal for them
+        self.step, self.epoch = step, epoch

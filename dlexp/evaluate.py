@@ -9,32 +9,32 @@ run's own data it reproduces the training run's test metrics.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from dlexp.checkpoints import (
     lightning_state_dict,
-    load_run_config,
     resolve_checkpoint,
     restore_module,
     run_dir_of,
     safe_load,
 )
-from dlexp.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError, InputError
+from dlexp.config import Config
+from dlexp.errors import EXIT_BAD_INPUT, EXIT_OK, InputError
 from dlexp.io import atomic_write_json, read_json
+from dlexp.run_config import EVAL_OVERRIDES, saved_config
 
 USAGE = """usage: dlexp eval ckpt=<run dir or .ckpt> [overrides]
 
 Tests the checkpoint (a run directory: its best checkpoint) on the test split of the run's
-data config; overrides of data.*, model.*, trainer.* and seed apply on top, and a group
-option replaces the run's (data=mnist). Writes eval.json in the run directory.
+data config. Overrides that change the evaluation apply on top (data=mnist picks another
+test set; data.root, data.batch_size, seed, trainer.accelerator, trainer.precision ...;
+the full list is in the message for any other key). Writes eval.json in the run directory.
 """
-OVERRIDABLE = ("data", "model", "trainer", "seed")
 
 
 def eval_command(args: list[str]) -> int:
@@ -53,7 +53,7 @@ def eval_command(args: list[str]) -> int:
     run_dir = run_dir_of(ckpt)
     if run_dir is None:
         raise InputError(f"ckpt={ckpt}: no config.yaml beside it (eval needs the run's directory)")
-    cfg = apply_overrides(load_run_config(run_dir), overrides)
+    cfg = saved_config(run_dir, overrides, allowed=EVAL_OVERRIDES, command="eval")
     result = evaluate(cfg, ckpt, state, overrides)
     reference = _training_test(run_dir)
     if reference:
@@ -64,7 +64,7 @@ def eval_command(args: list[str]) -> int:
     return EXIT_OK
 
 
-def evaluate(cfg: DictConfig, ckpt: Path, state: dict, overrides: list[str]) -> dict:
+def evaluate(cfg: Config, ckpt: Path, state: dict, overrides: list[str]) -> dict:
     """Test ``state`` (loaded from ``ckpt``) on the test split of ``cfg``'s data.
 
     Returns the ``eval.json`` record.
@@ -86,7 +86,7 @@ def evaluate(cfg: DictConfig, ckpt: Path, state: dict, overrides: list[str]) -> 
         shown=str(ckpt),
     )
     # one process, whatever the run trained with (DDP would pad and repeat test samples)
-    single = OmegaConf.merge(cfg.trainer, {"strategy": "auto", "devices": 1, "num_nodes": 1})
+    single = dataclasses.replace(cfg.trainer, strategy="auto", devices=1, num_nodes=1)
     trainer = build_trainer(single, callbacks=[], loggers=[], run_dir=ckpt.parent)
     tested = trainer.test(module, datamodule=datamodule, verbose=False)
     return {
@@ -102,72 +102,6 @@ def evaluate(cfg: DictConfig, ckpt: Path, state: dict, overrides: list[str]) -> 
         "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "wall_seconds": round(time.time() - started, 3),
     }
-
-
-def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    """The run's config with ``overrides`` applied, its data/model/trainer nodes validated."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
-    from dlexp.preflight import explain
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except OverrideParseException as exc:
-        raise InputError(f"{exc.override}: cannot parse this override") from None
-    for override in parsed:
-        key, line = override.key_or_group, override.input_line
-        if override.is_sweep_override() or override.is_delete() or override.is_add():
-            raise InputError(f"{line}: eval takes plain key=value overrides")
-        if key.split(".", 1)[0] not in OVERRIDABLE:
-            raise InputError(
-                f"{line}: eval uses only {', '.join(OVERRIDABLE)}; cannot override {key}"
-            )
-        value = override.value()
-        if key in ("data", "model", "trainer"):
-            cfg[key] = _group_option(key, line)
-        elif OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
-            parent = key.rsplit(".", 1)[0]
-            node = OmegaConf.select(cfg, parent)
-            known = ", ".join(str(k) for k in node) if isinstance(node, DictConfig) else ""
-            raise InputError(
-                f"{line}: unknown key '{key}'" + (f"; keys there: {known}" if known else "")
-            )
-        else:
-            OmegaConf.update(cfg, key, value, merge=False)
-    try:
-        _validate(cfg)
-    except OmegaConfBaseException as exc:
-        raise InputError(explain(exc, overrides)) from None
-    return cfg
-
-
-_ABSENT = object()
-
-
-def _group_option(group: str, line: str) -> DictConfig:
-    """The ``group=option`` node as ``dlexp train`` would compose it."""
-    from dlexp.config import register_configs
-    from dlexp.preflight import check_command_line
-
-    register_configs()
-    return check_command_line([line]).configs[0][group]
-
-
-def _validate(cfg: DictConfig) -> None:
-    from dlexp.data import DATASETS
-    from dlexp.models import MODELS
-    from dlexp.schema import validate
-    from dlexp.trainer import TrainerConfig
-
-    for key, registry in (("data", DATASETS), ("model", MODELS)):
-        name = cfg[key].get("name")
-        if name not in registry:
-            raise ConfigError(f"{key}.name", name, "must be one of: " + ", ".join(sorted(registry)))
-        validate(OmegaConf.merge(OmegaConf.structured(registry[name].config), cfg[key]), f"{key}.")
-    validate(OmegaConf.merge(OmegaConf.structured(TrainerConfig), cfg.trainer), "trainer.")
-    if not isinstance(cfg.get("seed"), int) or isinstance(cfg.get("seed"), bool):
-        raise ConfigError("seed", cfg.get("seed"), "must be an integer")
 
 
 def _training_test(run_dir: Path) -> dict | None:

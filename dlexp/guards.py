@@ -21,31 +21,10 @@ import torch
 from lightning_fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from dlexp.errors import TrainingError
+from dlexp.errors import RunDiverged, RunInterrupted
 from dlexp.io import atomic_replace
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class RunInterrupted(BaseException):
-    """Raised in the training thread by the first SIGINT/SIGTERM."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-class RunDiverged(TrainingError):
-    """The training loss became NaN or infinite."""
-
-    def __init__(self, loss: float, step: int, epoch: int) -> None:
-        super().__init__(f"diverged: training loss {loss} at step {step} (epoch {epoch})")
-        self.loss = str(loss)  # "nan" / "inf": JSON has no literal for them
-        self.step, self.epoch = step, epoch
 
 
 class InterruptHandler:

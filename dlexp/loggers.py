@@ -8,12 +8,14 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
+
+from dlexp.config import Config, to_dictconfig
 
 
 def build_loggers(
-    cfg: DictConfig | None, run_dir: Path, resume_step: int | None = None
+    cfg: dict[str, Any] | None, run_dir: Path, resume_step: int | None = None
 ) -> list[Logger]:
     """Instantiate every entry of the ``logger`` group with ``save_dir=run_dir``.
 
@@ -25,7 +27,7 @@ def build_loggers(
         if not node:
             continue
         extra: dict[str, Any] = {"save_dir": str(run_dir)}
-        if resume_step is not None and issubclass(get_class(node._target_), TensorBoardLogger):
+        if resume_step is not None and issubclass(get_class(node["_target_"]), TensorBoardLogger):
             extra["purge_step"] = resume_step
         loggers.append(instantiate(node, **extra))
     return loggers
@@ -50,12 +52,12 @@ class SampleImages(pl.Callback):
 
         images = batch[0][: self.count].detach().cpu()
         images = images.float() / 255 if images.dtype == torch.uint8 else images
-        grid = make_grid(images, nrow=8, normalize=images.dtype != torch.uint8, pad_value=1.0)
+        grid = make_grid(images, nrow=8, pad_value=1.0)  # pixels in [0, 1], shown as they are
         for logger in _tensorboards(trainer.loggers):
             logger.experiment.add_image("train/samples", grid, global_step=0)
 
 
-def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+def flat_hparams(cfg: Config) -> dict[str, Any]:
     """The config as ``{"model.dropout": 0.2, …}`` with scalar values (lists as text)."""
     flat: dict[str, Any] = {}
 
@@ -67,11 +69,11 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
             key = prefix.rstrip(".")
             flat[key] = node if isinstance(node, (int, float, str, bool)) else str(node)
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    walk(OmegaConf.to_container(to_dictconfig(cfg), resolve=True), "")
     return {k: v for k, v in flat.items() if not k.startswith(("callbacks.", "logger."))}
 
 
-def log_final_hparams(loggers, cfg: DictConfig, record: dict[str, Any]) -> None:
+def log_final_hparams(loggers, cfg: Config, record: dict[str, Any]) -> None:
     """Fill TensorBoard's HParams dashboard: this run's hyperparameters with its final metrics.
 
     The metrics are written as ``hp/*`` scalars (best val metrics, test metrics, epochs), which

@@ -8,26 +8,15 @@ label smoothing applied on top. Validation and test losses are the plain cross-e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from dlexp.schema import param
-
-
-@dataclass
-class LossConfig:
-    """``loss.*`` in ``conf/config.yaml``."""
-
-    label_smoothing: float = param(0.0, ge=0, le=1)
 
 
 class ClassificationLoss(nn.Module):
     """Mean cross-entropy of a batch, with label smoothing: the loss that training minimizes."""
 
-    def __init__(self, label_smoothing: float = 0.0) -> None:
+    def __init__(self, label_smoothing: float) -> None:
         super().__init__()
         self.label_smoothing = float(label_smoothing)
 

@@ -15,9 +15,9 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
+from dlexp.config.scheduler import SchedulerFactory
 from dlexp.loss import ClassificationLoss, hard_labels
 from dlexp.regularization import WeightPenalty
-from dlexp.schedulers import SchedulerFactory
 
 OptimizerFactory = Callable[[object], torch.optim.Optimizer]
 

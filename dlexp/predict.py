@@ -17,23 +17,25 @@ import torch
 
 from dlexp.checkpoints import (
     lightning_state_dict,
-    load_run_config,
     resolve_checkpoint,
     restore_module,
     run_dir_of,
     safe_load,
 )
+from dlexp.config import Config
 from dlexp.errors import EXIT_BAD_INPUT, EXIT_OK, InputError
 from dlexp.io import atomic_write_text, read_json
+from dlexp.run_config import PREDICT_OVERRIDES, saved_config
 
 USAGE = """usage: dlexp predict ckpt=<run dir|.ckpt> inputs=<image|folder> [topk=5] [out=<csv>]
+                     [data.batch_size=N] [model.channels_last=true]
 
 Prints the top-k classes of every PNG/JPEG image (a folder: all of them, recursively) and
-writes them as CSV (default: predictions.csv in the run directory).
+writes them as CSV (default: predictions.csv in the run directory). Images are fed in
+batches of the run's data.batch_size.
 """
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ALLOWED = ("ckpt", "inputs", "topk", "out")
-BATCH = 256
 
 
 def predict_command(args: list[str]) -> int:
@@ -45,10 +47,12 @@ def predict_command(args: list[str]) -> int:
         return EXIT_OK if args else EXIT_BAD_INPUT
     options = key_values(args, "predict")
     for key in options:
-        if key not in ALLOWED:
+        if key not in ALLOWED and "." not in key:
             raise InputError(
                 f"{key}={options[key]}: unknown argument; predict takes {', '.join(ALLOWED)}"
+                f" and the overrides {', '.join(PREDICT_OVERRIDES)}"
             )
+    overrides = [arg for arg in args if arg.partition("=")[0] not in ALLOWED]
     for key in ("ckpt", "inputs"):
         if key not in options:
             raise InputError(f"{key}: required ({USAGE.splitlines()[0][7:]})")
@@ -62,22 +66,25 @@ def predict_command(args: list[str]) -> int:
         )
     files = image_files(Path(options["inputs"]).expanduser())
     out = Path(options.get("out") or run_dir / "predictions.csv").expanduser()
-    rows = predict(run_dir, ckpt, state, files, topk)
+    cfg = saved_config(run_dir, overrides, allowed=PREDICT_OVERRIDES, command="predict")
+    rows = predict(cfg, run_dir, ckpt, state, files, topk)
     atomic_write_text(out, to_csv(rows, topk))
     _print_table(rows, ckpt, Path(options["inputs"]).expanduser())
     print(f"wrote {out}")
     return EXIT_OK
 
 
-def predict(run_dir: Path, ckpt: Path, state: dict, files: list[Path], topk: int) -> list[dict]:
+def predict(
+    cfg: Config, run_dir: Path, ckpt: Path, state: dict, files: list[Path], topk: int
+) -> list[dict]:
     """Top-``topk`` classes of each image: ``[{"file", "classes", "probs"}, ...]``.
 
-    ``state`` is the checkpoint's module state dict; the run's config and ``metrics.json``
-    give the architecture, image size, channels and class names.
+    ``state`` is the checkpoint's module state dict; the run's config (``cfg``) and
+    ``metrics.json`` give the architecture, image size, channels and class names.
     """
     facts = _data_facts(run_dir)
     module = restore_module(
-        load_run_config(run_dir).model,
+        cfg.model,
         state,
         in_channels=facts["in_channels"],
         num_classes=facts["num_classes"],
@@ -88,8 +95,9 @@ def predict(run_dir: Path, ckpt: Path, state: dict, files: list[Path], topk: int
     names = facts.get("class_names") or [str(i) for i in range(facts["num_classes"])]
     k = min(topk, facts["num_classes"])
     rows = []
-    for start in range(0, len(files), BATCH):
-        chunk = files[start : start + BATCH]
+    batch = cfg.data.batch_size
+    for start in range(0, len(files), batch):
+        chunk = files[start : start + batch]
         images = torch.stack(
             [load_image(f, facts["in_channels"], facts["image_size"]) for f in chunk]
         )

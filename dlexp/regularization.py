@@ -17,12 +17,10 @@ the affine parameters of normalization layers join only with ``include_bias`` /
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from dlexp.schema import param
+from dlexp.config import RegularizationConfig
 
 NORM_LAYERS: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._NormBase,  # BatchNorm*, SyncBatchNorm, InstanceNorm*
@@ -31,16 +29,6 @@ NORM_LAYERS: tuple[type[nn.Module], ...] = (
     nn.RMSNorm,
     nn.LocalResponseNorm,
 )
-
-
-@dataclass
-class RegularizationConfig:
-    """``regularization.*`` in ``conf/config.yaml``."""
-
-    l2: float = param(0.0, ge=0)
-    l1: float = param(0.0, ge=0)
-    include_bias: bool = False
-    include_norm: bool = False
 
 
 def penalized_parameters(

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlexp.checkpoints import safe_load
 from dlexp.errors import ConfigError, InputError
 from dlexp.io import read_json
 
@@ -64,6 +63,8 @@ def plan_resume(run_dir: Path) -> ResumePlan:
     if plan.skip:
         return plan
     if previous.get("status") in ("interrupted", "running") and last.is_file():
+        from dlexp.checkpoints import safe_load
+
         state = safe_load(last, "resume")
         plan.checkpoint, plan.epoch = last, int(state["epoch"]) + 1
         plan.global_step = int(state["global_step"])

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig
 
 from dlexp.callbacks import (
     ConfusionMatrixReport,
@@ -22,36 +21,27 @@ from dlexp.callbacks import (
     find_checkpoint_callback,
     stop_record,
 )
-from dlexp.config import to_yaml
+from dlexp.config import Config, to_yaml
+from dlexp.config.scheduler import scheduler_factory
 from dlexp.data import build_datamodule
 from dlexp.distributed import job_scope
-from dlexp.errors import TrainingError
-from dlexp.guards import (
-    DivergenceGuard,
-    InterruptCheckpoint,
-    InterruptHandler,
-    RngStateCheckpoint,
-    RunDiverged,
-    RunInterrupted,
-)
+from dlexp.errors import RunDiverged, RunInterrupted, TrainingError
+from dlexp.guards import DivergenceGuard, InterruptCheckpoint, InterruptHandler, RngStateCheckpoint
 from dlexp.io import atomic_write_text
 from dlexp.loggers import SampleImages, build_loggers, log_final_hparams
 from dlexp.loss import ClassificationLoss
 from dlexp.models import build_model
 from dlexp.module import ClassificationModule
 from dlexp.record import RunRecord
-from dlexp.regularization import RegularizationConfig, WeightPenalty
+from dlexp.regularization import WeightPenalty
 from dlexp.resume import ResumePlan, plan_resume
-from dlexp.schedulers import scheduler_factory
 from dlexp.trainer import build_trainer
-from dlexp.transfer import prepare_transfer
+from dlexp.transfer.setup import prepare_transfer
 
 log = logging.getLogger(__name__)
 
 
-def train(
-    cfg: DictConfig, run_dir: Path, overrides: list[str], plan: ResumePlan | None = None
-) -> dict:
+def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | None = None) -> dict:
     """Train and test one configuration in ``run_dir``; return the ``metrics.json`` record.
 
     Bad input found while building (missing data, impossible model) raises before anything
@@ -76,17 +66,15 @@ def train(
         num_classes=datamodule.num_classes,
         image_size=datamodule.image_size,
     )
-    transfer = prepare_transfer(cfg.get("transfer"), model, cfg.model)
+    transfer = prepare_transfer(cfg.transfer, model, cfg.model)
     module = ClassificationModule(
         model,
         datamodule.normalizer,
         datamodule.num_classes,
         transfer.optimizer(instantiate(cfg.optimizer)),
-        scheduler=scheduler_factory(cfg.scheduler, max_epochs=cfg.trainer.max_epochs),
+        scheduler=scheduler_factory(cfg.scheduler),
         criterion=ClassificationLoss(cfg.loss.label_smoothing),
-        penalty=WeightPenalty(
-            RegularizationConfig(**cfg.regularization), model, n=len(datamodule.train_split)
-        ),
+        penalty=WeightPenalty(cfg.regularization, model, n=len(datamodule.train_split)),
     )
     history = EpochHistory(run_dir / "epochs.csv", resume_after_epoch=plan.epoch)
     resume_step = plan.global_step if plan.checkpoint else None

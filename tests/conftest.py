@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
+
+from dlexp.config.data import DataConfig
 
 # The suite runs in parallel workers (make test: pytest -n 2), one per core: each worker and
 # each process it starts gets one thread. More threads than cores make OpenMP's spinning
@@ -104,15 +108,26 @@ class ExplodeAtEpoch:
 @functools.cache
 def augment_config(level: str, *overrides: str):
     """The typed ``augment`` node that ``augment=<level> overrides`` composes to."""
-    from omegaconf import OmegaConf
+    return compose_config(f"augment={level}", *overrides).augment
 
+
+def compose_config(*overrides: str):
+    """The typed :class:`~dlexp.config.Config` that ``dlexp train overrides`` composes to."""
     from dlexp.config import register_configs
-    from dlexp.data.augment import AugmentConfig
     from dlexp.preflight import check_command_line
 
     register_configs()
-    cfg = check_command_line([f"augment={level}", *overrides]).configs[0]
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AugmentConfig), cfg.augment))
+    return check_command_line(list(overrides), files=False).configs[0]
+
+
+@dataclasses.dataclass
+class NaturalConfig(DataConfig):
+    """The schema of :func:`natural_images`: CIFAR-shaped images whose mirror keeps the label."""
+
+    native_size: ClassVar[int] = 32
+    native_channels: ClassVar[int] = 3
+    flip_ok: ClassVar[bool] = True
+    name: str = "natural"
 
 
 def natural_images(total: int, test: int) -> type:
@@ -121,10 +136,6 @@ def natural_images(total: int, test: int) -> type:
     from dlexp.data.base import ImageDataModule, RawData, Split
 
     class NaturalImages(ImageDataModule):
-        native_size = 32
-        native_channels = 3
-        flip_ok = True
-
         def load(self) -> RawData:
             g = torch.Generator().manual_seed(0)
             images = torch.randint(0, 256, (total, 3, 32, 32), generator=g, dtype=torch.uint8)

@@ -7,12 +7,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlexp.config.data import DigitsConfig
 from dlexp.data.augment import AugmentConfig, BatchMix, image_transform
-from dlexp.data.base import DataConfig, ImageDataModule
-from dlexp.data.digits import DigitsConfig, DigitsDataModule
+from dlexp.data.base import ImageDataModule
+from dlexp.data.digits import DigitsDataModule
 from dlexp.module import ClassificationModule
 
-from conftest import augment_config, natural_images
+from conftest import NaturalConfig, augment_config, natural_images
 
 LEVELS = ("none", "basic", "standard", "strong")
 NUM_CLASSES = 10
@@ -23,7 +24,7 @@ NaturalImages = natural_images(total=240, test=40)
 
 
 def natural(aug: AugmentConfig | None, seed: int = 0) -> NaturalImages:
-    cfg = DataConfig(name="natural", batch_size=32, val_fraction=0.2, loader="dataloader")
+    cfg = NaturalConfig(batch_size=32, val_fraction=0.2, loader="dataloader")
     dm = NaturalImages(cfg, seed, aug)
     dm.setup("fit")
     return dm
@@ -101,7 +102,7 @@ def test_augmentation_is_reproducible_under_a_seed(level):
 def test_digits_are_never_flipped():
     """With only the flip on, digits come out as they went in; natural images get mirrored."""
     flip_only = augment("basic", "augment.crop_padding=0")
-    digits = DigitsDataModule(DigitsConfig(name="digits", loader="dataloader"), 0, flip_only)
+    digits = DigitsDataModule(DigitsConfig(loader="dataloader"), 0, flip_only)
     digits.setup("fit")
     dataset = digits.train_dataloader().dataset
     torch.manual_seed(0)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dlexp.config.data import DigitsConfig, MNISTConfig
 from dlexp.data import build_datamodule
-from dlexp.data.digits import DigitsConfig
-from dlexp.data.torchvision_sets import TorchvisionDataConfig
 from dlexp.errors import InputError
 
 
 def digits(seed=0, **kw):
-    dm = build_datamodule(DigitsConfig(name="digits", **kw), seed=seed)
+    dm = build_datamodule(DigitsConfig(**kw), seed=seed)
     dm.setup("fit")
     return dm
 
@@ -60,7 +59,7 @@ def test_normalization_statistics_come_from_the_training_split_only(mode):
 
 
 def test_missing_mnist_offline_names_the_folder_and_files(tmp_path):
-    cfg = TorchvisionDataConfig(name="mnist", root=str(tmp_path), download=False)
+    cfg = MNISTConfig(root=str(tmp_path), download=False)
     dm = build_datamodule(cfg, seed=0)
     with pytest.raises(InputError) as err:
         dm.setup("fit")
@@ -71,9 +70,7 @@ def test_missing_mnist_offline_names_the_folder_and_files(tmp_path):
 
 @pytest.mark.slow
 def test_real_mnist_loads_from_the_official_files(mnist_root):
-    dm = build_datamodule(
-        TorchvisionDataConfig(name="mnist", root=str(mnist_root), download=True), seed=0
-    )
+    dm = build_datamodule(MNISTConfig(root=str(mnist_root), download=True), seed=0)
     dm.setup("fit")
     assert (len(dm.train_split), len(dm.val_split), len(dm.test_split)) == (54000, 6000, 10000)
     assert dm.train_split.images.shape[1:] == (1, 28, 28)

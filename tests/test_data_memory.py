@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dlexp.config.data import DigitsConfig
 from dlexp.data.augment import AugmentConfig
-from dlexp.data.base import DataConfig, ImageDataModule
-from dlexp.data.digits import DigitsConfig, DigitsDataModule
+from dlexp.data.base import ImageDataModule
+from dlexp.data.digits import DigitsDataModule
 from dlexp.data.memory import MemoryBatches
 
 from conftest import (
     QUICK,
+    NaturalConfig,
     augment_config,
     natural_images,
     only_run_dir,
@@ -24,7 +26,7 @@ NaturalImages = natural_images(total=600, test=100)
 
 
 def digits(loader: str, aug: AugmentConfig | None = None, seed: int = 0) -> DigitsDataModule:
-    dm = DigitsDataModule(DigitsConfig(name="digits", loader=loader), seed, aug)
+    dm = DigitsDataModule(DigitsConfig(loader=loader), seed, aug)
     dm.setup("fit")
     return dm
 
@@ -81,7 +83,7 @@ def test_both_paths_give_batches_with_the_same_normalization_statistics(level, t
 def test_batched_crop_and_flip_draw_what_torchvision_draws():
     """Each image is a window of the zero-padded image (offset in [0, 2p]), maybe mirrored;
     offsets cover the range and about half the images are flipped."""
-    dm = NaturalImages(DataConfig(name="natural", batch_size=500), 0, augment("basic"))
+    dm = NaturalImages(NaturalConfig(batch_size=500), 0, augment("basic"))
     dm.setup("fit")
     images = next(iter(dm.train_dataloader()))[0]
     # re-derive this epoch's order: the loader's generator draws the permutation first
@@ -112,9 +114,7 @@ def test_batched_crop_and_flip_draw_what_torchvision_draws():
 
 
 def test_erasing_blanks_one_rectangle_in_about_p_of_the_images():
-    dm = NaturalImages(
-        DataConfig(name="natural", batch_size=500), 0, augment("none", "augment.erasing=0.5")
-    )
+    dm = NaturalImages(NaturalConfig(batch_size=500), 0, augment("none", "augment.erasing=0.5"))
     dm.setup("fit")
     loader = dm.train_dataloader()
     images = next(iter(loader))[0]
@@ -133,7 +133,7 @@ def test_erasing_blanks_one_rectangle_in_about_p_of_the_images():
 
 def test_memory_augmentation_is_reproducible_under_a_seed_and_differs_per_epoch():
     def epoch(seed: int, number: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        dm = NaturalImages(DataConfig(name="natural", batch_size=64), seed, augment("strong"))
+        dm = NaturalImages(NaturalConfig(batch_size=64), seed, augment("strong"))
         dm.setup("fit")
         loader = dm.train_dataloader()
         loader.sampler.set_epoch(number)

@@ -13,8 +13,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from dlexp.config.data import DigitsConfig
 from dlexp.data import build_datamodule
-from dlexp.data.digits import DigitsConfig, DigitsDataModule
+from dlexp.data.digits import DigitsDataModule
 from dlexp.errors import ConfigError, InputError
 
 from conftest import QUICK, only_run_dir, read_metrics, run_inprocess

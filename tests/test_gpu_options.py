@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dlexp.config.model import model_config
 from dlexp.models import build_model
 
 from conftest import QUICK, only_run_dir, read_metrics, run_inprocess
@@ -37,22 +38,7 @@ def test_contradictory_or_impossible_settings_are_bad_input(tmp_path, capsys, ar
 
 def _lenet(**options):
     torch.manual_seed(0)
-    cfg = {
-        "name": "lenet5",
-        "norm": "batch",
-        "norm_eps": 1e-5,
-        "norm_momentum": 0.1,
-        "norm_groups": 32,
-        "weight_standardization": False,
-        "activation": "relu",
-        "pooling": "max",
-        "dropout": 0.0,
-        "init": "default",
-        "channels_last": False,
-        "compile": False,
-        "compile_backend": "inductor",
-        **options,
-    }
+    cfg = model_config("lenet5", norm="batch", **options)
     return build_model(cfg, in_channels=3, num_classes=10, image_size=32)
 
 
@@ -107,11 +93,10 @@ def test_inductor_compiled_run_trains_one_epoch(tmp_path):
 
 @pytest.mark.parametrize("deterministic,expected", [(False, True), (True, False)])
 def test_cudnn_benchmark_is_on_unless_deterministic(tmp_path, deterministic, expected):
-    from omegaconf import OmegaConf
+    from dlexp.config.trainer import TrainerConfig
+    from dlexp.trainer import build_trainer
 
-    from dlexp.trainer import TrainerConfig, build_trainer
-
-    cfg = OmegaConf.structured(TrainerConfig(accelerator="cpu", deterministic=deterministic))
+    cfg = TrainerConfig(accelerator="cpu", deterministic=deterministic)
     build_trainer(cfg, callbacks=[], loggers=[], run_dir=tmp_path)
     try:
         assert torch.backends.cudnn.benchmark is expected

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlexp.config.model import model_config
 from dlexp.loss import ClassificationLoss
 from dlexp.models import build_model
 from dlexp.module import ClassificationModule
@@ -143,12 +144,9 @@ def test_label_smoothing_applies_to_training_only():
 
 @pytest.mark.parametrize(("value", "rate"), [(True, 0.2), (False, 0.0), (0.35, 0.35)])
 def test_dropout_true_means_the_recommended_rate(value, rate):
-    cfg = {
-        "name": "lenet5", "norm": "none", "norm_eps": 1e-5, "norm_momentum": 0.1,
-        "norm_groups": 32, "weight_standardization": False, "activation": "relu",
-        "pooling": "max", "dropout": value, "init": "default",
-    }  # fmt: skip
-    model = build_model(cfg, in_channels=1, num_classes=10, image_size=32)
+    model = build_model(
+        model_config("lenet5", dropout=value), in_channels=1, num_classes=10, image_size=32
+    )
     rates = [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
     assert rates == ([rate] * 3 if rate else [])
 

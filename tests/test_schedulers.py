@@ -13,10 +13,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from dlexp.config import register_configs
+from dlexp.config.scheduler import scheduler_factory
 from dlexp.errors import ConfigError
 from dlexp.module import ClassificationModule
 from dlexp.preflight import check_command_line
-from dlexp.schedulers import scheduler_factory
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULERS = ("none", "step", "multistep", "cosine", "onecycle", "plateau")
@@ -54,7 +54,11 @@ def fit(module: pl.LightningModule, tmp_path, **trainer_args) -> pl.Trainer:
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_every_optimizer_and_schedule_compose_and_train_a_step(optimizer, scheduler, tmp_path):
-    cfg = composed(f"optimizer={optimizer}", f"scheduler={scheduler}", "trainer.max_epochs=3")
+    fits = {"step": ["scheduler.step_size=2"], "multistep": ["scheduler.milestones=[1,2]"]}
+    cfg = composed(
+        f"optimizer={optimizer}", f"scheduler={scheduler}", "trainer.max_epochs=3",
+        *fits.get(scheduler, []),
+    )  # fmt: skip
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
     before = model[1].weight.detach().clone()
@@ -63,7 +67,7 @@ def test_every_optimizer_and_schedule_compose_and_train_a_step(optimizer, schedu
         nn.Identity(),
         3,
         instantiate(cfg.optimizer),
-        scheduler=scheduler_factory(cfg.scheduler, max_epochs=cfg.trainer.max_epochs),
+        scheduler=scheduler_factory(cfg.scheduler),
     )
     trainer = fit(module, tmp_path, max_epochs=cfg.trainer.max_epochs, limit_train_batches=1)
     assert trainer.global_step == 3
@@ -81,7 +85,7 @@ def lrs_of(cfg_overrides: list[str], steps: int, max_epochs: int, lr: float = 1.
     cfg = composed(*cfg_overrides)
     param = nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=lr)
-    build = scheduler_factory(cfg.scheduler, max_epochs=max_epochs)
+    build = scheduler_factory(cfg.scheduler)
     schedule = build(optimizer, total_steps=steps, max_epochs=max_epochs)["scheduler"]
     rates = []
     for _ in range(steps):
@@ -117,12 +121,14 @@ def test_the_default_onecycle_peaks_at_five_times_each_group_rate():
     assert rates[0] == pytest.approx(2.5 / 25)
 
 
-def test_warmup_must_end_before_the_run_does():
+def test_schedules_must_fit_in_the_run():
     with pytest.raises(ConfigError, match=r"scheduler\.warmup_epochs=5\.0: must be < trainer"):
         composed("scheduler=cosine", "scheduler.warmup_epochs=5", "trainer.max_epochs=5")
-    cfg = composed("scheduler=cosine", "scheduler.warmup_epochs=5")
-    with pytest.raises(ConfigError, match=r"must be < trainer\.max_epochs=4"):
-        scheduler_factory(cfg.scheduler, max_epochs=4)
+    with pytest.raises(ConfigError, match=r"scheduler\.milestones=\[8, 12\]: must be < trainer"):
+        composed("scheduler=multistep", "trainer.max_epochs=10")
+    with pytest.raises(ConfigError, match=r"scheduler\.step_size=5: must be < trainer"):
+        composed("scheduler=step", "trainer.max_epochs=5")
+    assert composed("scheduler=multistep", "trainer.max_epochs=13").scheduler.milestones == [8, 12]
 
 
 def test_plateau_lowers_the_rate_when_val_loss_stalls(tmp_path):
@@ -134,7 +140,7 @@ def test_plateau_lowers_the_rate_when_val_loss_stalls(tmp_path):
         nn.Identity(),
         3,
         instantiate(cfg.optimizer),
-        scheduler=scheduler_factory(cfg.scheduler, max_epochs=4),
+        scheduler=scheduler_factory(cfg.scheduler),
     )
     # A rate of 1e-6 leaves val/loss flat: every epoch after the first is a plateau.
     trainer = fit(module, tmp_path, max_epochs=4)

@@ -7,16 +7,18 @@ import os
 import pickle
 from collections import OrderedDict
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
 from torch import nn
 
+from dlexp.config.model import MODEL_SCHEMAS, ModelConfig, model_config
+from dlexp.config.transfer import FinetuneConfig
 from dlexp.errors import ConfigError, InputError
-from dlexp.models import MODELS, Classifier, ModelConfig, build_model
-from dlexp.models.registry import ModelSpec
-from dlexp.transfer import TransferConfig, prepare_transfer
-from dlexp.transfer.policy import stage_index, stages
+from dlexp.models import MODELS, Classifier, build_model
+from dlexp.transfer.setup import prepare_transfer
+from dlexp.transfer.stages import stage_index, stages
 from dlexp.transfer.weights import adapt_channels
 
 from conftest import QUICK, read_metrics, run_inprocess
@@ -32,7 +34,7 @@ FAST = [
     "data.test_fraction=0.7",
     "model.norm=batch",
 ]
-LENET_BN = {**dataclasses.asdict(ModelConfig(name="lenet5")), "norm": "batch"}
+LENET_BN = model_config("lenet5", norm="batch")
 
 
 def train(tmp: Path, name: str, *overrides: str, capsys=None) -> Path:
@@ -195,23 +197,19 @@ def lenet(num_classes: int = 10, in_channels: int = 1) -> Classifier:
 def test_head_is_replaced_when_the_class_count_differs(source, source_state):
     model = lenet(num_classes=5)
     fresh_head = {k: v.clone() for k, v in model.head.state_dict().items()}
-    setup = prepare_transfer(TransferConfig(name="finetune", source=str(source)), model, LENET_BN)
+    setup = prepare_transfer(FinetuneConfig(source=str(source)), model, LENET_BN)
     assert model.head[-1].out_features == 5
     assert all(torch.equal(v, fresh_head[k]) for k, v in model.head.state_dict().items())
     assert same(model.state_dict(), source_state, "backbone.")
     assert model.eval()(torch.zeros(2, 1, 32, 32)).shape == (2, 5)
     assert setup.record["head"] == "new"
     with pytest.raises(InputError, match="head does not fit"):
-        prepare_transfer(
-            TransferConfig(name="finetune", source=str(source), head="keep"), lenet(5), LENET_BN
-        )
+        prepare_transfer(FinetuneConfig(source=str(source), head="keep"), lenet(5), LENET_BN)
 
 
 def test_head_new_replaces_a_head_of_the_same_shape(source, source_state):
     model = lenet(num_classes=10)
-    setup = prepare_transfer(
-        TransferConfig(name="finetune", source=str(source), head="new"), model, LENET_BN
-    )
+    setup = prepare_transfer(FinetuneConfig(source=str(source), head="new"), model, LENET_BN)
     assert setup.record["head"] == "new"
     assert not torch.equal(model.state_dict()["head.0.weight"], source_state["head.0.weight"])
     assert same(model.state_dict(), source_state, "backbone.")
@@ -221,7 +219,7 @@ def test_head_new_replaces_a_head_of_the_same_shape(source, source_state):
 def test_one_to_three_channels_adapts_the_first_conv(source, source_state, mode):
     model = lenet(in_channels=3)
     setup = prepare_transfer(
-        TransferConfig(name="finetune", source=str(source), channel_adapt=mode), model, LENET_BN
+        FinetuneConfig(source=str(source), channel_adapt=mode), model, LENET_BN
     )
     w = source_state["backbone.conv1.0.weight"]  # (6, 1, 5, 5)
     expected = w.repeat(1, 3, 1, 1) / (3 if mode == "sum" else 1)
@@ -243,9 +241,7 @@ def test_three_to_one_channels_from_a_plain_state_dict(tmp_path):
     w = rgb.state_dict()["backbone.conv1.0.weight"]
     for mode, expected in (("sum", w.sum(1, keepdim=True)), ("mean", w.mean(1, keepdim=True))):
         gray = lenet(in_channels=1)
-        prepare_transfer(
-            TransferConfig(name="finetune", source=str(path), channel_adapt=mode), gray, LENET_BN
-        )
+        prepare_transfer(FinetuneConfig(source=str(path), channel_adapt=mode), gray, LENET_BN)
         torch.testing.assert_close(gray.state_dict()["backbone.conv1.0.weight"], expected)
     assert torch.equal(adapt_channels(w, 1, "sum"), w.sum(1, keepdim=True))
 
@@ -307,7 +303,9 @@ def test_freeze_until_takes_an_index_a_negative_index_or_a_name():
 def test_freeze_options_are_checked_before_training(tmp_path, capsys):
     cases = {
         "transfer=finetune": "transfer=finetune needs a source",
-        "transfer=freeze_stages transfer.source=.": "is required by transfer=freeze_stages",
+        "transfer=freeze_stages transfer.source=. transfer.freeze_until=conv9": (
+            "transfer.freeze_until=conv9: must name a backbone stage"
+        ),
         "transfer=linear_probe transfer.source=no/such/run": "no such file or directory",
         "transfer.bn=maybe": "must be one of: freeze, train",
     }
@@ -321,9 +319,10 @@ def test_freeze_options_are_checked_before_training(tmp_path, capsys):
 # -- torchvision weights from the torch hub cache ------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class TorchvisionSpec(ModelSpec):
-    torchvision_arch: str = ""
+@dataclasses.dataclass
+class TinyTVConfig(ModelConfig):
+    torchvision_arch: ClassVar[str] = "shufflenet_v2_x0_5"
+    name: str = "tiny_tv"
 
 
 def tiny_shufflenet(
@@ -347,10 +346,10 @@ def tiny_shufflenet(
 @pytest.fixture
 def torchvision_model(monkeypatch, tmp_path):
     """A registered model with a torchvision counterpart and an empty torch hub cache."""
-    spec = TorchvisionSpec("tiny_tv", ModelConfig, tiny_shufflenet, 1, "shufflenet_v2_x0_5")
-    monkeypatch.setitem(MODELS, "tiny_tv", spec)
+    monkeypatch.setitem(MODEL_SCHEMAS, "tiny_tv", TinyTVConfig)
+    monkeypatch.setitem(MODELS, "tiny_tv", tiny_shufflenet)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    return {**dataclasses.asdict(ModelConfig(name="tiny_tv"))}
+    return TinyTVConfig()
 
 
 def test_torchvision_weights_load_from_the_hub_cache(torchvision_model, tmp_path):
@@ -362,7 +361,7 @@ def test_torchvision_weights_load_from_the_hub_cache(torchvision_model, tmp_path
     reference = torchvision.models.shufflenet_v2_x0_5().state_dict()  # 1000 ImageNet classes
     torch.save(reference, weights)
     model = build_model(torchvision_model, in_channels=1, num_classes=10, image_size=32)
-    cfg = TransferConfig(name="finetune", source="torchvision:IMAGENET1K_V1", download=False)
+    cfg = FinetuneConfig(source="torchvision:IMAGENET1K_V1", download=False)
     setup = prepare_transfer(cfg, model, torchvision_model)
     ours = model.state_dict()
     assert torch.equal(ours["backbone.conv1.0.weight"], reference["conv1.0.weight"].sum(1, True))
@@ -376,7 +375,7 @@ def test_torchvision_weights_load_from_the_hub_cache(torchvision_model, tmp_path
 
 def test_torchvision_weights_missing_offline_say_where_to_put_them(torchvision_model, tmp_path):
     model = build_model(torchvision_model, in_channels=3, num_classes=10, image_size=32)
-    cfg = TransferConfig(name="finetune", source="torchvision:IMAGENET1K_V1", download=False)
+    cfg = FinetuneConfig(source="torchvision:IMAGENET1K_V1", download=False)
     expected = tmp_path / "torch" / "hub" / "checkpoints" / "shufflenetv2_x0.5-f707e7126e.pth"
     with pytest.raises(InputError) as info:
         prepare_transfer(cfg, model, torchvision_model)
@@ -388,6 +387,6 @@ def test_torchvision_weights_missing_offline_say_where_to_put_them(torchvision_m
 
 
 def test_torchvision_weights_need_a_model_with_a_torchvision_counterpart():
-    cfg = TransferConfig(name="finetune", source="torchvision:IMAGENET1K_V1", download=False)
+    cfg = FinetuneConfig(source="torchvision:IMAGENET1K_V1", download=False)
     with pytest.raises(ConfigError, match="model lenet5 has no torchvision counterpart"):
         prepare_transfer(cfg, lenet(), LENET_BN)

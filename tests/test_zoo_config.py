@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from dlexp.config import CONF_DIR, register_configs
-from dlexp.data.registry import data_shape
+from dlexp.config.model import model_config
 from dlexp.errors import ConfigError
-from dlexp.models import MODELS, default_config
+from dlexp.models import MODELS
 from dlexp.models.table import count
 from dlexp.preflight import check_command_line
 
@@ -31,15 +30,15 @@ def test_every_model_has_a_config_file_matching_its_schema_defaults():
     assert files == sorted(MODELS)
     for name in ("alexnet", "googlenet", "resnet18", "resnet56", "vgg16"):
         cfg = compose(f"model={name}")[0]
-        assert OmegaConf.to_container(cfg.model) == default_config(name)
+        assert cfg.model == model_config(name)
 
 
 def test_data_shape_is_known_without_loading():
-    digits = data_shape(compose()[0].data)
+    digits = compose()[0].data.shape()
     assert (digits.in_channels, digits.image_size, digits.num_classes) == (1, 32, 10)
-    mnist = data_shape(compose("data=fashion_mnist")[0].data)
+    mnist = compose("data=fashion_mnist")[0].data.shape()
     assert (mnist.in_channels, mnist.image_size, mnist.num_classes) == (1, 28, 10)
-    assert data_shape(compose("data=mnist", "data.image_size=64")[0].data).image_size == 64
+    assert compose("data=mnist", "data.image_size=64")[0].data.shape().image_size == 64
 
 
 def test_alexnet_imagenet_stem_on_28px_fails_at_compose_time_with_the_minimum_size():
@@ -96,7 +95,7 @@ def test_the_ablation_grid_of_the_issue_composes():
 
 def test_count_gives_lenet5_multiply_accumulates_by_hand():
     cfg = compose("model=lenet5")[0]
-    params, macs = count(cfg.model, data_shape(cfg.data))
+    params, macs = count(cfg.model, cfg.data.shape())
     by_hand = 6 * 25 * 28 * 28 + 16 * 6 * 25 * 10 * 10 + 400 * 120 + 120 * 84 + 84 * 10
     assert macs == by_hand
     assert params == 61_706

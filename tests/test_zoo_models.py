@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from dlexp.config.model import MODEL_SCHEMAS, model_config
 from dlexp.data.normalize import InputNormalizer
-from dlexp.models import MODELS, build_model, default_config
+from dlexp.models import MODELS, build_model
 from dlexp.models.layers import NORM_TYPES, WSConv2d
 from dlexp.models.registry import UnsupportedError
 from dlexp.module import ClassificationModule
@@ -31,7 +32,7 @@ def one_thread():
 
 
 def build(name: str, channels: int = 1, size: int = 28, classes: int = 10, **overrides):
-    cfg = default_config(name, **overrides)
+    cfg = model_config(name, **overrides)
     return build_model(cfg, in_channels=channels, num_classes=classes, image_size=size)
 
 
@@ -288,15 +289,15 @@ def test_residual_nets_without_norm_start_as_identity_blocks(name):
 
 MIN_SIZES = [
     (name, stem)
-    for name, spec in sorted(MODELS.items())
-    for stem in (("imagenet", "small") if "stem" in default_config(name) else (None,))
-    if spec.min_size(stem) > 1
+    for name, schema in sorted(MODEL_SCHEMAS.items())
+    for stem in (("imagenet", "small") if hasattr(schema, "stem") else (None,))
+    if schema(name=name).min_size(stem) > 1
 ]
 
 
 @pytest.mark.parametrize(("name", "stem"), MIN_SIZES)
 def test_min_image_size_is_the_smallest_input_the_network_takes(name, stem):
-    need = MODELS[name].min_size(stem)
+    need = model_config(name).min_size(stem)
     extra = {"stem": stem} if stem else {}
     model = build_meta(name, 1, need, **extra).eval()
     model(torch.empty(1, 1, need, need, device="meta"))

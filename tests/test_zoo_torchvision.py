@@ -9,16 +9,17 @@ import pytest
 import torch
 import torchvision
 
-from dlexp.models import MODELS, build_model, default_config
+from dlexp.config.model import MODEL_SCHEMAS, model_config
+from dlexp.models import build_model
 
-TORCHVISION_BASED = [n for n, spec in MODELS.items() if spec.torchvision_arch]
+TORCHVISION_BASED = [n for n, schema in MODEL_SCHEMAS.items() if schema.torchvision_arch]
 
 
 def build_pair(name: str, **overrides):
     """(dlexp model, torchvision model) for 3 channels, 1000 classes, stem=imagenet."""
-    cfg = default_config(name, stem="imagenet", **overrides)
-    arch = MODELS[name].torchvision_arch_for(cfg["norm"])
-    kwargs = {"aux_logits": cfg["aux_logits"], "init_weights": False} if name == "googlenet" else {}
+    cfg = model_config(name, stem="imagenet", **overrides)
+    arch = cfg.torchvision_arch_for()
+    kwargs = {"aux_logits": cfg.aux_logits, "init_weights": False} if name == "googlenet" else {}
     with torch.device("meta"):
         ours = build_model(cfg, in_channels=3, num_classes=1000, image_size=224)
         theirs = torchvision.models.get_model(arch, **kwargs)
@@ -38,9 +39,9 @@ def test_the_torchvision_based_models_are_registered_with_their_arch():
         "vgg19",
     ]
     assert sorted(TORCHVISION_BASED) == expected
-    assert MODELS["vgg16"].torchvision_arch_for("batch") == "vgg16_bn"
-    assert MODELS["vgg16"].torchvision_arch_for("none") == "vgg16"
-    assert MODELS["resnet18"].torchvision_arch_for("batch") == "resnet18"
+    assert model_config("vgg16", norm="batch").torchvision_arch_for() == "vgg16_bn"
+    assert model_config("vgg16", norm="none").torchvision_arch_for() == "vgg16"
+    assert model_config("resnet18", norm="batch").torchvision_arch_for() == "resnet18"
 
 
 @pytest.mark.parametrize(

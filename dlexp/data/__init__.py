@@ -7,7 +7,7 @@ from dlexp.data import (  # noqa: F401  (registers the datasets)
     svhn,
     torchvision_sets,
 )
-from dlexp.data.base import DataConfig, ImageDataModule
+from dlexp.data.base import ImageDataModule
 from dlexp.data.registry import DATASETS, build_datamodule, register_data
 
-__all__ = ["DATASETS", "DataConfig", "ImageDataModule", "build_datamodule", "register_data"]
+__all__ = ["DATASETS", "ImageDataModule", "build_datamodule", "register_data"]

@@ -1,4 +1,4 @@
-"""Training-set augmentation (``conf/augment/*.yaml``), built on ``torchvision.transforms.v2``.
+"""Training-set augmentation (``dlexp/conf/augment/*.yaml``) on ``torchvision.transforms.v2``.
 
 Two kinds, both for the training split only:
 
@@ -19,42 +19,14 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
-from omegaconf import MISSING
 from torch.utils.data import Dataset, default_collate
 from torchvision.transforms import v2
 
-from dlexp.errors import ConfigError
-from dlexp.schema import param
+from dlexp.config.augment import AugmentConfig
 
 log = logging.getLogger(__name__)
-
-AUGMENT_LEVELS = ("none", "basic", "standard", "strong")
-
-
-@dataclass
-class AugmentConfig:
-    """``augment.*``; the options of the group set these keys (see ``conf/augment``)."""
-
-    name: str = MISSING
-    crop_padding: float = param(0.0, ge=0, le=0.5)  # fraction of the image size; 0 = off
-    flip: bool = False  # horizontal flip (p = 0.5) where the dataset allows it
-    affine_degrees: float = param(0.0, ge=0, le=180)  # random rotation in [-d, d]
-    affine_scale: list[float] = param(factory=lambda: [1.0, 1.0], gt=0, each=True)
-    erasing: float = param(0.0, ge=0, le=1)  # probability of random erasing (cutout)
-    mixup_alpha: float = param(0.0, ge=0)  # Beta(alpha, alpha) mixing weight; 0 = off
-    cutmix_alpha: float = param(0.0, ge=0)
-
-    def check(self, key: str) -> None:
-        lo_hi = list(self.affine_scale)
-        if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
-            raise ConfigError(f"{key}.affine_scale", lo_hi, "must be [low, high] with low <= high")
-
-    @property
-    def mixes(self) -> bool:
-        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
 
 def image_transform(cfg: AugmentConfig | None, image_size: int, flip_ok: bool):

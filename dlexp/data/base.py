@@ -13,16 +13,14 @@ tensors, augmented per image, with ``data.num_workers`` worker processes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from omegaconf import MISSING
 from torch.utils.data import DataLoader, TensorDataset
 
+from dlexp.config.augment import AugmentConfig
+from dlexp.config.data import DataConfig
 from dlexp.data.augment import (
-    AugmentConfig,
     AugmentedImages,
     MixingCollate,
     batch_mix,
@@ -30,62 +28,9 @@ from dlexp.data.augment import (
 )
 from dlexp.data.augment import image_transform as augment_transform
 from dlexp.data.memory import MemoryBatches
-from dlexp.data.normalize import NORMALIZATIONS, InputNormalizer
+from dlexp.data.normalize import InputNormalizer
 from dlexp.data.splits import RawData, Split, select_classes, stratified_split, subsample
-from dlexp.errors import ConfigError, InputError
-from dlexp.schema import param
-
-LOADERS = ("memory", "dataloader")
-
-__all__ = [
-    "LOADERS",
-    "DataConfig",
-    "DataShape",
-    "ImageDataModule",
-    "RawData",
-    "Split",
-    "resize",
-    "stratified_split",
-]
-
-
-@dataclass
-class DataConfig:
-    """Keys every dataset takes (``conf/data/*.yaml``)."""
-
-    name: str = MISSING
-    batch_size: int = param(64, ge=1)
-    loader: str = param("memory", choices=LOADERS)  # how batches are served (module doc)
-    num_workers: int = param(0, ge=0)  # DataLoader workers; unused by data.loader=memory
-    normalize: str = param("standardize", choices=NORMALIZATIONS)
-    val_fraction: float = param(0.1, gt=0, lt=1)
-    image_size: int | None = param(None, ge=1)
-    classes: list[int] | None = param(None, ge=0, each=True)
-    train_samples: int | None = param(None, ge=1)
-    train_samples_per_class: int | None = param(None, ge=1)
-
-    def check(self, key: str) -> None:
-        if self.classes is not None and (
-            len(self.classes) < 2 or len(set(self.classes)) != len(self.classes)
-        ):
-            raise ConfigError(
-                f"{key}.classes", list(self.classes), "must list two or more distinct class indices"
-            )
-        if self.train_samples is not None and self.train_samples_per_class is not None:
-            raise ConfigError(
-                f"{key}.train_samples_per_class",
-                self.train_samples_per_class,
-                f"cannot be combined with {key}.train_samples (set one, the other null)",
-            )
-
-
-@dataclass(frozen=True)
-class DataShape:
-    """What a model is built for: image channels, image size (px) and number of classes."""
-
-    in_channels: int
-    image_size: int
-    num_classes: int
+from dlexp.errors import InputError
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -101,16 +46,9 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
 class ImageDataModule(pl.LightningDataModule):
     """Base LightningDataModule for image classification sets held in memory.
 
-    Dataset facts are class attributes, known without loading anything (config checks,
-    ``dlexp models``): ``native_size`` (px), ``native_channels``, ``native_num_classes`` and
-    ``flip_ok`` (whether a horizontally flipped image keeps its label: false for digits and
-    other characters).
+    The dataset's facts (native size, channels, classes, whether a mirrored image keeps
+    its label) come with its schema, ``cfg`` (:mod:`dlexp.config.data`).
     """
-
-    native_size: int = 28
-    native_channels: int = 1
-    native_num_classes: int = 10
-    flip_ok: bool = False
 
     def __init__(self, cfg: DataConfig, seed: int, augment: AugmentConfig | None = None) -> None:
         super().__init__()
@@ -131,15 +69,9 @@ class ImageDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     # -- facts of the data ----------------------------------------------------------------
-    @classmethod
-    def expected_shape(cls, cfg: DataConfig) -> DataShape:
-        """The shape ``cfg`` will give, known without loading (or downloading) anything."""
-        classes = len(cfg.classes) if cfg.classes is not None else cls.native_num_classes
-        return DataShape(cls.native_channels, cfg.image_size or cls.native_size, classes)
-
     @property
     def image_size(self) -> int:
-        return self.cfg.image_size or self.native_size
+        return self.cfg.shape().image_size
 
     @property
     def in_channels(self) -> int:
@@ -210,7 +142,9 @@ class ImageDataModule(pl.LightningDataModule):
             self.cfg.batch_size,
             shuffle=train,
             seed=self.seed,
-            augment=batch_transform(self.augment, self.image_size, self.flip_ok) if train else None,
+            augment=batch_transform(self.augment, self.image_size, self.cfg.flip_ok)
+            if train
+            else None,
             mix=batch_mix(self.augment, self.num_classes) if train else None,
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
@@ -221,7 +155,7 @@ class ImageDataModule(pl.LightningDataModule):
         split = self.train_split
         if self.cfg.loader == "memory":
             return self._in_memory(split, train=True)
-        transform = augment_transform(self.augment, self.image_size, self.flip_ok)
+        transform = augment_transform(self.augment, self.image_size, self.cfg.flip_ok)
         dataset = (
             AugmentedImages(split.images, split.labels, transform)
             if transform is not None

@@ -11,17 +11,11 @@ torchvision is used only to download what is missing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from dlexp.data.base import RawData
-from dlexp.data.torchvision_sets import TorchvisionDataConfig, TorchvisionDataModule, one_line
+from dlexp.data.torchvision_sets import TorchvisionDataModule, one_line
 from dlexp.errors import InputError
-
-
-@dataclass
-class CheckedDataConfig(TorchvisionDataConfig):
-    verify_md5: bool = True
 
 
 class CheckedFilesDataModule(TorchvisionDataModule):

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dlexp.data.base import RawData, Split
-from dlexp.data.checked_files import CheckedDataConfig, CheckedFilesDataModule
+from dlexp.data.checked_files import CheckedFilesDataModule
 from dlexp.data.registry import register_data
-
-
-@dataclass
-class CIFARConfig(CheckedDataConfig):
-    pass
 
 
 class CIFARDataModule(CheckedFilesDataModule):
@@ -26,10 +20,6 @@ class CIFARDataModule(CheckedFilesDataModule):
     32x32) and ``labels`` (CIFAR-10) or ``fine_labels`` (CIFAR-100); the meta file names
     the classes.
     """
-
-    native_size = 32
-    native_channels = 3
-    flip_ok = True
 
     def raw_folder(self) -> Path:
         return Path(self.cfg.root).expanduser() / self.dataset_cls().base_folder
@@ -66,12 +56,11 @@ def _unpickle(path: Path) -> dict:
         return pickle.load(f, encoding="latin1")
 
 
-@register_data("cifar10", CIFARConfig)
+@register_data("cifar10")
 class CIFAR10DataModule(CIFARDataModule):
     dataset_cls_name = "CIFAR10"
 
 
-@register_data("cifar100", CIFARConfig)
+@register_data("cifar100")
 class CIFAR100DataModule(CIFARDataModule):
     dataset_cls_name = "CIFAR100"
-    native_num_classes = 100

@@ -7,65 +7,23 @@ uint8 like every other dataset.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import MISSING
 
-from dlexp.data.base import DataConfig, DataShape, ImageDataModule, RawData, Split, stratified_split
+from dlexp.data.base import ImageDataModule, RawData, Split, stratified_split
 from dlexp.data.registry import register_data
 from dlexp.data.torchvision_sets import one_line
-from dlexp.errors import ConfigError, InputError
-from dlexp.schema import param
+from dlexp.errors import InputError
 
 
-@dataclass
-class ImageFolderConfig(DataConfig):
-    root: str = MISSING  # <root>/<class name>/<image files>
-    test_root: str | None = None  # same layout; else the test split is carved from root
-    image_size: int = param(64, ge=8)
-    loader: str = param("dataloader", choices=("memory", "dataloader"))  # folders may be large
-    channels: int = param(3, choices=(1, 3))  # 1 = greyscale, 3 = RGB
-    flip_ok: bool = True  # false where a mirrored image changes its class (text, digits …)
-    val_fraction: float = param(0.15, gt=0, lt=1)
-    test_fraction: float = param(0.15, gt=0, lt=1)  # only without test_root
-
-    def check(self, key: str) -> None:
-        super().check(key)
-        if self.test_root is None and self.val_fraction + self.test_fraction >= 0.9:
-            raise ConfigError(
-                f"{key}.val_fraction+{key}.test_fraction",
-                round(self.val_fraction + self.test_fraction, 6),
-                "must be < 0.9 so that at least 10% of the images are left for training",
-            )
-
-
-@register_data("imagefolder", ImageFolderConfig)
+@register_data("imagefolder")
 class ImageFolderDataModule(ImageDataModule):
     """``data.root`` (and optionally ``data.test_root``) in the ImageFolder layout.
 
     Without ``data.test_root`` both fractions are of the whole folder (as for digits);
     with it, ``data.val_fraction`` is carved from ``data.root``.
     """
-
-    @classmethod
-    def expected_shape(cls, cfg: ImageFolderConfig) -> DataShape:
-        """Channels and size from the config; classes from the sub-folders of ``data.root``."""
-        if cfg.classes is not None:
-            classes = len(cfg.classes)
-        else:
-            root = Path(cfg.root).expanduser()
-            classes = sum(1 for p in root.iterdir() if p.is_dir()) if root.is_dir() else 0
-        return DataShape(cfg.channels, cfg.image_size, classes)
-
-    @property
-    def native_size(self) -> int:
-        return self.cfg.image_size
-
-    @property
-    def flip_ok(self) -> bool:
-        return self.cfg.flip_ok
 
     def load(self) -> RawData:
         train, classes = self._read("data.root", self.cfg.root)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-NORMALIZATIONS = ("standardize", "minmax", "none")
-
 
 class InputNormalizer(nn.Module):
     """Maps a uint8 image batch to floats: ``(x / 255 - shift) / scale`` per channel.

@@ -1,48 +1,30 @@
-"""Dataset registry: ``conf/data/<name>.yaml`` -> (schema, LightningDataModule class)."""
+"""Dataset registry: each ``data`` schema's name (:mod:`dlexp.config.data`) bound to the
+LightningDataModule class that loads it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dlexp.config.augment import AugmentConfig
+from dlexp.config.data import DATA_SCHEMAS, DataConfig
 
-from omegaconf import DictConfig, OmegaConf
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    name: str
-    config: type
-    module: type
+DATASETS: dict[str, type] = {}  # schema name -> datamodule class
 
 
-DATASETS: dict[str, DataSpec] = {}
-
-
-def register_data(name: str, config: type):
-    """Class decorator registering a datamodule under ``name`` with its config dataclass."""
+def register_data(name: str):
+    """Class decorator binding a datamodule to the schema ``name``; a name without a
+    schema, or one already bound, is refused."""
 
     def decorator(cls: type) -> type:
-        DATASETS[name] = DataSpec(name, config, cls)
+        if name not in DATA_SCHEMAS:
+            raise ValueError(f"dataset {name!r} has no schema in dlexp.config.data")
+        if name in DATASETS:
+            raise ValueError(f"dataset {name!r} is registered already ({DATASETS[name].__name__})")
+        DATASETS[name] = cls
         return cls
 
     return decorator
 
 
-def data_shape(cfg):
-    """The :class:`~dlexp.data.base.DataShape` the ``data`` config ``cfg`` will give."""
-    spec = DATASETS[cfg.name]
-    typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(spec.config), cfg))
-    return spec.module.expected_shape(typed)
-
-
-def build_datamodule(cfg: DictConfig, seed: int, augment: DictConfig | None = None):
-    """The datamodule for ``cfg`` (the ``data`` node), split with ``seed``.
-
-    ``augment`` (the ``augment`` node) augments the training split only.
-    """
-    from dlexp.data.augment import AugmentConfig
-
-    spec = DATASETS[cfg.name]
-    typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(spec.config), cfg))
-    if augment is not None:
-        augment = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AugmentConfig), augment))
-    return spec.module(typed, seed, augment)
+def build_datamodule(cfg: DataConfig, seed: int, augment: AugmentConfig | None = None):
+    """The datamodule for ``cfg`` (the typed ``data`` node), split with ``seed``;
+    ``augment`` augments the training split only."""
+    return DATASETS[cfg.name](cfg, seed, augment)

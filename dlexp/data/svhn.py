@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dlexp.data.base import RawData, Split
-from dlexp.data.checked_files import CheckedDataConfig, CheckedFilesDataModule
+from dlexp.data.checked_files import CheckedFilesDataModule
 from dlexp.data.registry import register_data
 
 
-@dataclass
-class SVHNConfig(CheckedDataConfig):
-    pass
-
-
-@register_data("svhn", SVHNConfig)
+@register_data("svhn")
 class SVHNDataModule(CheckedFilesDataModule):
     """``<data.root>/SVHN/{train,test}_32x32.mat`` (MATLAB files: ``X`` 32x32x3xN, ``y``).
 
@@ -26,9 +20,6 @@ class SVHNDataModule(CheckedFilesDataModule):
     """
 
     dataset_cls_name = "SVHN"
-    native_size = 32
-    native_channels = 3
-    flip_ok = False
 
     def raw_folder(self) -> Path:
         return Path(self.cfg.root).expanduser() / "SVHN"

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from dlexp.data.base import DataConfig, ImageDataModule, RawData, Split
+from dlexp.data.base import ImageDataModule, RawData, Split
 from dlexp.data.registry import register_data
 from dlexp.errors import InputError
-
-
-@dataclass
-class TorchvisionDataConfig(DataConfig):
-    root: str = "data"
-    download: bool = True
 
 
 class TorchvisionDataModule(ImageDataModule):
@@ -76,19 +69,19 @@ _MNIST_FILES = (
 )
 
 
-@register_data("mnist", TorchvisionDataConfig)
+@register_data("mnist")
 class MNISTDataModule(TorchvisionDataModule):
     dataset_cls_name = "MNIST"
     expected_files = _MNIST_FILES
 
 
-@register_data("fashion_mnist", TorchvisionDataConfig)
+@register_data("fashion_mnist")
 class FashionMNISTDataModule(TorchvisionDataModule):
     dataset_cls_name = "FashionMNIST"
     expected_files = _MNIST_FILES
 
 
-@register_data("kmnist", TorchvisionDataConfig)
+@register_data("kmnist")
 class KMNISTDataModule(TorchvisionDataModule):
     """Kuzushiji-MNIST: ten cursive Japanese (hiragana) characters, 28x28 px."""
 

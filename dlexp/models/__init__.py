@@ -9,20 +9,6 @@ from dlexp.models import (  # noqa: F401  (registers the builders)
     resnet,
     vgg,
 )
-from dlexp.models.registry import (
-    MODELS,
-    Classifier,
-    ModelConfig,
-    build_model,
-    default_config,
-    register_model,
-)
+from dlexp.models.registry import MODELS, Classifier, build_model, register_model
 
-__all__ = [
-    "MODELS",
-    "Classifier",
-    "ModelConfig",
-    "build_model",
-    "default_config",
-    "register_model",
-]
+__all__ = ["MODELS", "Classifier", "build_model", "register_model"]

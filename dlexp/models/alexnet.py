@@ -9,27 +9,16 @@ convolution (the original's local response normalization is not offered).
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from torch import nn
 from torchvision.models.alexnet import AlexNet
 
-from dlexp.models.registry import Classifier, StemModelConfig, register_model
-from dlexp.models.surgery import make_act, resolve_stem, use_activation, use_pooling
-from dlexp.schema import param
+from dlexp.config.model import resolve_stem
+from dlexp.models.registry import Classifier, register_model
+from dlexp.models.surgery import make_act, use_activation, use_pooling
 
 
-@dataclass
-class AlexNetConfig(StemModelConfig):
-    dropout: float = param(0.5, ge=0, lt=1)  # before fc6 and fc7, as in the paper
-
-
-@register_model(
-    "alexnet",
-    AlexNetConfig,
-    min_image_size={"imagenet": 63, "small": 7},
-    torchvision_arch="alexnet",
-)
+@register_model("alexnet")
 def alexnet(
     *, in_channels, num_classes, image_size, norm_layer, act_layer, pool_layer, drop_rate, stem
 ) -> Classifier:

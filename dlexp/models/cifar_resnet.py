@@ -9,27 +9,15 @@ zero-padded channels), which gives its parameter counts (0.27M, 0.46M, 0.85M).
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from dlexp.models.layers import NORMS
-from dlexp.models.registry import Classifier, ModelConfig, register_model
+from dlexp.models.registry import Classifier, register_model
 from dlexp.models.resnet import PlainBasicBlock, init_conv, zero_init_branches
 from dlexp.models.surgery import make_act, make_head, use_activation
-from dlexp.schema import param
-
-
-@dataclass
-class CifarResNetConfig(ModelConfig):
-    norm: str = param("batch", choices=NORMS)
-    residual: bool = True  # false: no skip connections (a plain network)
-
-    def has_pooling(self, stem: str | None) -> bool:
-        return False  # strided convolutions and global average pooling only
 
 
 class ShortcutA(nn.Module):
@@ -95,19 +83,19 @@ def cifar_resnet(
     return use_activation(model, act_layer)
 
 
-@register_model("resnet20", CifarResNetConfig)
+@register_model("resnet20")
 def resnet20(**kwargs) -> Classifier:
     """ResNet-20 (n = 3)."""
     return cifar_resnet(20, **kwargs)
 
 
-@register_model("resnet32", CifarResNetConfig)
+@register_model("resnet32")
 def resnet32(**kwargs) -> Classifier:
     """ResNet-32 (n = 5)."""
     return cifar_resnet(32, **kwargs)
 
 
-@register_model("resnet56", CifarResNetConfig)
+@register_model("resnet56")
 def resnet56(**kwargs) -> Classifier:
     """ResNet-56 (n = 9)."""
     return cifar_resnet(56, **kwargs)

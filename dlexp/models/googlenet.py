@@ -11,26 +11,15 @@ with the loss weight ``model.aux_weight`` (0.3 in the paper) and are ignored at 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 from functools import partial
 
 import torch
 from torch import nn
 from torchvision.models.googlenet import GoogLeNet, Inception
 
-from dlexp.models.layers import NORMS
-from dlexp.models.registry import Classifier, StemModelConfig, register_model
-from dlexp.models.surgery import make_act, make_head, resolve_stem, use_pooling
-from dlexp.schema import param
-
-
-@dataclass
-class GoogLeNetConfig(StemModelConfig):
-    norm: str = param("batch", choices=NORMS)
-    norm_eps: float = param(1e-3, gt=0)  # torchvision's BasicConv2d
-    dropout: float = param(0.2, ge=0, lt=1)  # before the last layer (torchvision's default)
-    aux_logits: bool = False
-    aux_weight: float = param(0.3, ge=0)
+from dlexp.config.model import resolve_stem
+from dlexp.models.registry import Classifier, register_model
+from dlexp.models.surgery import make_act, make_head, use_pooling
 
 
 class ConvBlock(nn.Module):
@@ -66,12 +55,7 @@ class AuxHead(nn.Sequential):
         )
 
 
-@register_model(
-    "googlenet",
-    GoogLeNetConfig,
-    min_image_size={"imagenet": 15, "small": 4},
-    torchvision_arch="googlenet",
-)
+@register_model("googlenet")
 def googlenet(
     *,
     in_channels,

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from torch import nn
 
 from dlexp.models.layers import conv_out
-from dlexp.models.registry import Classifier, ModelConfig, register_model
+from dlexp.models.registry import Classifier, register_model
 
 
-@dataclass
-class LeNet5Config(ModelConfig):
-    pass
-
-
-@register_model("lenet5", LeNet5Config, min_image_size=12)
+@register_model("lenet5")
 def lenet5(
     *, in_channels, num_classes, image_size, norm_layer, act_layer, pool_layer, drop_rate
 ) -> Classifier:

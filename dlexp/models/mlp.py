@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from torch import nn
 
-from dlexp.models.registry import Classifier, ModelConfig, UnsupportedError, register_model
-from dlexp.schema import param
+from dlexp.models.registry import Classifier, register_model
 
 
-@dataclass
-class MLPConfig(ModelConfig):
-    hidden_sizes: list[int] = param(factory=lambda: [256, 128], ge=1, each=True)
-
-    def has_pooling(self, stem: str | None) -> bool:
-        return False
-
-    def check(self, key: str) -> None:
-        super().check(key)
-        if self.weight_standardization:
-            raise UnsupportedError(
-                f"{key}.weight_standardization", "true", "mlp has no convolution to standardize"
-            )
-
-
-@register_model("mlp", MLPConfig)
+@register_model("mlp")
 def mlp(
     *,
     in_channels,

@@ -8,25 +8,14 @@ convolution and max-pool by one 3x3 stride-1 convolution for 28-64 px images.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from dlexp.models.layers import NORMS
-from dlexp.models.registry import Classifier, StemModelConfig, register_model
-from dlexp.models.surgery import make_head, resolve_stem, use_activation, use_pooling
-from dlexp.schema import param
-
-
-@dataclass
-class ResNetConfig(StemModelConfig):
-    norm: str = param("batch", choices=NORMS)
-    residual: bool = True  # false: no skip connections (a plain network)
-
-    def has_pooling(self, stem: str | None) -> bool:
-        return stem == "imagenet"  # the small stem has no max-pool
+from dlexp.config.model import resolve_stem
+from dlexp.models.registry import Classifier, register_model
+from dlexp.models.surgery import make_head, use_activation, use_pooling
 
 
 class PlainBasicBlock(BasicBlock):
@@ -116,19 +105,19 @@ def resnet_classifier(
     return use_pooling(use_activation(model, act_layer), pool_layer)
 
 
-@register_model("resnet18", ResNetConfig, torchvision_arch="resnet18")
+@register_model("resnet18")
 def resnet18(**kwargs) -> Classifier:
     """ResNet-18: basic blocks [2, 2, 2, 2]."""
     return resnet_classifier(BasicBlock, [2, 2, 2, 2], **kwargs)
 
 
-@register_model("resnet34", ResNetConfig, torchvision_arch="resnet34")
+@register_model("resnet34")
 def resnet34(**kwargs) -> Classifier:
     """ResNet-34: basic blocks [3, 4, 6, 3]."""
     return resnet_classifier(BasicBlock, [3, 4, 6, 3], **kwargs)
 
 
-@register_model("resnet50", ResNetConfig, torchvision_arch="resnet50")
+@register_model("resnet50")
 def resnet50(**kwargs) -> Classifier:
     """ResNet-50: bottleneck blocks [3, 4, 6, 3]."""
     return resnet_classifier(Bottleneck, [3, 4, 6, 3], **kwargs)

@@ -11,16 +11,6 @@ from collections.abc import Callable
 
 from torch import nn
 
-STEMS = ("auto", "imagenet", "small")
-SMALL_STEM_MAX_SIZE = 64  # ``stem: auto`` picks ``small`` for images up to this size (px)
-
-
-def resolve_stem(stem: str | None, image_size: int) -> str | None:
-    """``auto`` -> ``small`` for images <= 64 px, else ``imagenet``; other values unchanged."""
-    if stem == "auto":
-        return "small" if image_size <= SMALL_STEM_MAX_SIZE else "imagenet"
-    return stem
-
 
 def make_act(act_layer: Callable[[], nn.Module]) -> nn.Module:
     """An activation module; ReLU runs in place, as torchvision builds it."""

@@ -1,6 +1,6 @@
 """``dlexp models [overrides]``: every registered model's size and cost for the current data.
 
-Each model is composed from its own ``conf/model/<name>.yaml`` with the command line's
+Each model is composed from its own ``dlexp/conf/model/<name>.yaml`` with the command line's
 overrides (``data=…``, ``data.image_size=…``, and the ``model.<key>=…`` ones that the model
 has), validated like a training run, then built on the meta device (no memory, no time) to
 count its parameters and the multiply-accumulates of one image.
@@ -15,9 +15,9 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
+from dlexp.config.model import MODEL_SCHEMAS, resolve_stem
 from dlexp.errors import InputError
-from dlexp.models.registry import MODELS, UnsupportedError, build_model
-from dlexp.models.surgery import resolve_stem
+from dlexp.models.registry import UnsupportedError, build_model
 
 
 def models_command(args: list[str]) -> int:
@@ -51,25 +51,24 @@ def _model_key(override: str) -> str | None:
 
 def model_rows(args: list[str]) -> tuple[list[tuple[str, ...]], str]:
     """One row per model (name, stem, params, MACs, supported) and the table's title."""
-    from dlexp.data.registry import data_shape
     from dlexp.preflight import check_command_line
 
     chosen = [a.split("=", 1)[1] for a in args if a.startswith("model=")]
     rest = [a for a in args if not a.startswith("model=")]
-    fields = {n: {f.name for f in dataclasses.fields(s.config)} for n, s in MODELS.items()}
+    fields = {n: {f.name for f in dataclasses.fields(s)} for n, s in MODEL_SCHEMAS.items()}
     for key in filter(None, map(_model_key, rest)):
         if not any(key in f for f in fields.values()):
             raise InputError(f"model.{key}: no registered model has this key")
     rows, shape, data_name = [], None, ""
-    for name in chosen or sorted(MODELS):
+    for name in chosen or sorted(MODEL_SCHEMAS):
         overrides = [a for a in rest if _model_key(a) in (None, *fields.get(name, ()))]
         try:
             cfg = check_command_line([*overrides, f"model={name}"]).configs[0]
         except UnsupportedError as exc:
             rows.append((name, "", "-", "-", f"no: {exc.reason}"))
             continue
-        shape, data_name = data_shape(cfg.data), cfg.data.name
-        stem = resolve_stem(cfg.model.get("stem"), shape.image_size) or "-"
+        shape, data_name = cfg.data.shape(), cfg.data.name
+        stem = resolve_stem(cfg.model.stem_choice, shape.image_size) or "-"
         params, macs = count(cfg.model, shape)
         rows.append((name, stem, f"{params:,}", _si(macs), "yes"))
     title = "models"

@@ -10,27 +10,20 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from contextlib import nullcontext
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torchvision.models.vgg import VGG, cfgs, make_layers
 
-from dlexp.models.registry import Classifier, StemModelConfig, register_model
+from dlexp.config.model import resolve_stem
+from dlexp.models.registry import Classifier, register_model
 from dlexp.models.surgery import (
     make_act,
     make_head,
-    resolve_stem,
     use_activation,
     use_norm,
     use_pooling,
 )
-from dlexp.schema import param
-
-
-@dataclass
-class VGGConfig(StemModelConfig):
-    dropout: float = param(0.5, ge=0, lt=1)  # the classifier's two dropouts
 
 
 def _linear(in_features: int, out_features: int) -> nn.Linear:
@@ -104,36 +97,25 @@ def vgg_classifier(
     return use_pooling(use_activation(model, act_layer), pool_layer)
 
 
-MIN_SIZE = {"imagenet": 32, "small": 1}
-
-
-@register_model(
-    "vgg11", VGGConfig, MIN_SIZE, torchvision_arch="vgg11", torchvision_arch_bn="vgg11_bn"
-)
+@register_model("vgg11")
 def vgg11(**kwargs) -> Classifier:
     """VGG-11 (configuration A)."""
     return vgg_classifier("A", **kwargs)
 
 
-@register_model(
-    "vgg13", VGGConfig, MIN_SIZE, torchvision_arch="vgg13", torchvision_arch_bn="vgg13_bn"
-)
+@register_model("vgg13")
 def vgg13(**kwargs) -> Classifier:
     """VGG-13 (configuration B)."""
     return vgg_classifier("B", **kwargs)
 
 
-@register_model(
-    "vgg16", VGGConfig, MIN_SIZE, torchvision_arch="vgg16", torchvision_arch_bn="vgg16_bn"
-)
+@register_model("vgg16")
 def vgg16(**kwargs) -> Classifier:
     """VGG-16 (configuration D)."""
     return vgg_classifier("D", **kwargs)
 
 
-@register_model(
-    "vgg19", VGGConfig, MIN_SIZE, torchvision_arch="vgg19", torchvision_arch_bn="vgg19_bn"
-)
+@register_model("vgg19")
 def vgg19(**kwargs) -> Classifier:
     """VGG-19 (configuration E)."""
     return vgg_classifier("E", **kwargs)

@@ -20,17 +20,11 @@ from pytorch_lightning.callbacks import BaseFinetuning
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from dlexp.errors import ConfigError
-from dlexp.transfer.config import TransferConfig
+from dlexp.config.transfer import TransferConfig
+from dlexp.transfer.stages import stage_index, stages
 
 BACKBONE_GROUP = "backbone"
 log = logging.getLogger(__name__)
-
-
-def stages(backbone: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The backbone's stages: its top-level children (or the backbone itself if it has none)."""
-    children = list(backbone.named_children())
-    return children or [("backbone", backbone)]
 
 
 def frozen_stages(backbone: nn.Module, cfg: TransferConfig) -> list[tuple[str, nn.Module]]:
@@ -41,19 +35,6 @@ def frozen_stages(backbone: nn.Module, cfg: TransferConfig) -> list[tuple[str, n
     if cfg.name in ("linear_probe", "gradual"):
         return named
     return named[: stage_index(named, cfg.freeze_until) + 1]
-
-
-def stage_index(named: list[tuple[str, nn.Module]], until: int | str) -> int:
-    """The index of stage ``until``: a module name, or an index (negative counts from the end)."""
-    names = [name for name, _ in named]
-    if isinstance(until, str) and until in names:
-        return names.index(until)
-    if isinstance(until, int) and -len(named) <= until < len(named):
-        return until % len(named)
-    listing = ", ".join(f"{i}={name}" if name != str(i) else name for i, name in enumerate(names))
-    raise ConfigError(
-        "transfer.freeze_until", until, f"must name a backbone stage (index or name): {listing}"
-    )
 
 
 class FreezePolicy(BaseFinetuning):

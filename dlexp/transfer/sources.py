@@ -7,23 +7,23 @@ fit_weights` loads it. Every file is read by :func:`dlexp.checkpoints.safe_load`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
 from pathlib import Path
-from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch import nn
 
 from dlexp.checkpoints import (
-    load_run_config,
     model_state_dict,
     resolve_checkpoint,
     run_dir_of,
     safe_load,
 )
+from dlexp.config.model import MODEL_SCHEMAS, ModelConfig
+from dlexp.config.transfer import TORCHVISION_PREFIX, PretrainedConfig, is_torchvision
 from dlexp.errors import ConfigError, InputError
-from dlexp.transfer.config import TORCHVISION_PREFIX, TransferConfig, is_torchvision
+from dlexp.run_config import read_saved
 from dlexp.transfer.weights import LoadReport, fit_weights
 
 KEY = "transfer.source"
@@ -31,11 +31,11 @@ KEY = "transfer.source"
 AUX_MODULES = ("aux1.", "aux2.", "AuxLogits.")
 
 
-def load_source(cfg: TransferConfig, model: nn.Module, model_cfg: Mapping[str, Any]) -> LoadReport:
+def load_source(cfg: PretrainedConfig, model: nn.Module, model_cfg: ModelConfig) -> LoadReport:
     """Load ``cfg.source`` into ``model``, built from ``model_cfg`` (the ``model`` node)."""
     hint = ""
     if is_torchvision(cfg.source):
-        state, origin, shown = torchvision_state(cfg.source, model, model_cfg["name"], cfg.download)
+        state, origin, shown = torchvision_state(cfg.source, model, model_cfg, cfg.download)
     else:
         path = resolve_checkpoint(cfg.source, KEY)
         state, origin, shown = model_state_dict(safe_load(path, KEY), path, KEY), {}, str(path)
@@ -54,17 +54,13 @@ def load_source(cfg: TransferConfig, model: nn.Module, model_cfg: Mapping[str, A
         raise InputError(f"{exc}{hint}") from None
 
 
-def _source_model_hint(path: Path, model_cfg: Mapping[str, Any]) -> str:
+def _source_model_hint(path: Path, model_cfg: ModelConfig) -> str:
     """How the source run's model config differs from this one (a different model: an error)."""
     run_dir = run_dir_of(path)
     if run_dir is None:
         return ""
-    theirs = OmegaConf.to_container(load_run_config(run_dir).get("model") or {}, resolve=True)
-    ours = (
-        dict(OmegaConf.to_container(model_cfg, resolve=True))
-        if isinstance(model_cfg, DictConfig)
-        else dict(model_cfg)
-    )
+    theirs = OmegaConf.to_container(read_saved(run_dir).get("model") or {}, resolve=True)
+    ours = dataclasses.asdict(model_cfg)
     if theirs.get("name") and theirs["name"] != ours.get("name"):
         raise InputError(
             f"{KEY}={path}: the source run trained model={theirs['name']}, this run builds "
@@ -90,8 +86,23 @@ def torchvision_weights_file(arch: str, weights_name: str) -> tuple[Path, str]:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename, weights.url
 
 
+def torchvision_arch(source: str, model_cfg: ModelConfig) -> str:
+    """The torchvision architecture whose weights fit ``model_cfg`` (``vgg11_bn`` for
+    ``model=vgg11 model.norm=batch``); refused for a model without one."""
+    arch = model_cfg.torchvision_arch_for()
+    if not arch:
+        with_arch = sorted(n for n, s in MODEL_SCHEMAS.items() if s.torchvision_arch)
+        raise ConfigError(
+            KEY,
+            source,
+            f"model {model_cfg.name} has no torchvision counterpart; torchvision weights "
+            f"fit: {', '.join(with_arch)}",
+        )
+    return arch
+
+
 def torchvision_state(
-    source: str, model: nn.Module, model_name: str, download: bool
+    source: str, model: nn.Module, model_cfg: ModelConfig, download: bool
 ) -> tuple[dict[str, torch.Tensor], dict[str, str], str]:
     """torchvision's weights renamed to the model's keys by position (shapes checked later).
 
@@ -99,17 +110,8 @@ def torchvision_state(
     entries in the same order as torchvision's; ``num_batches_tracked`` counters (absent
     from some weight files) and auxiliary classifiers are left out of the pairing.
     """
-    from dlexp.models import MODELS
-
-    arch = getattr(MODELS.get(model_name), "torchvision_arch", None)
-    if not arch:
-        with_arch = sorted(n for n, s in MODELS.items() if getattr(s, "torchvision_arch", None))
-        raise ConfigError(
-            KEY,
-            source,
-            f"model {model_name} has no torchvision counterpart; torchvision weights "
-            f"fit: {', '.join(with_arch) or 'no registered model'}",
-        )
+    arch = torchvision_arch(source, model_cfg)
+    model_name = model_cfg.name
     path, url = torchvision_weights_file(arch, source[len(TORCHVISION_PREFIX) :])
     if not path.is_file():
         _fetch(url, path, download)

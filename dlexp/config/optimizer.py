@@ -1,4 +1,6 @@
-"""Optimizers (``conf/optimizer/*.yaml``): torch.optim classes instantiated as partials."""
+"""The ``optimizer`` group's schemas (``dlexp/conf/optimizer/*.yaml``): torch.optim classes,
+instantiated by Hydra as partials (``_target_``, ``_partial_``) and given the parameters by
+the LightningModule."""
 
 from __future__ import annotations
 
@@ -6,8 +8,8 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
+from dlexp.config.fields import param
 from dlexp.errors import ConfigError
-from dlexp.schema import param
 
 
 @dataclass

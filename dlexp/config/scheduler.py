@@ -1,4 +1,4 @@
-"""Learning-rate schedules (``conf/scheduler/*.yaml``): torch.optim.lr_scheduler for Lightning.
+"""The ``scheduler`` group (``dlexp/conf/scheduler/*.yaml``): torch's lr_scheduler for Lightning.
 
 Each option's schema builds its scheduler in :meth:`build` and returns Lightning's
 ``lr_scheduler`` dict (the scheduler, its ``interval`` and, for ``plateau``, its
@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from omegaconf import MISSING, DictConfig, OmegaConf
-from torch.optim import Optimizer
-from torch.optim import lr_scheduler as sched
+from omegaconf import MISSING
 
+from dlexp.config.fields import param
 from dlexp.errors import ConfigError
-from dlexp.schema import param
+
+if TYPE_CHECKING:
+    from torch.optim import Optimizer
 
 SchedulerFactory = Callable[..., dict[str, Any]]
 
@@ -48,7 +49,17 @@ class StepConfig(SchedulerConfig):
     step_size: int = param(5, ge=1)
     gamma: float = param(0.5, gt=0, le=1)
 
+    def check_against(self, max_epochs: int, key: str) -> None:
+        if self.step_size >= max_epochs:
+            raise ConfigError(
+                f"{key}.step_size",
+                self.step_size,
+                f"must be < trainer.max_epochs={max_epochs} (the rate would never change)",
+            )
+
     def build(self, optimizer, *, total_steps, max_epochs):
+        from torch.optim import lr_scheduler as sched
+
         scheduler = sched.StepLR(optimizer, step_size=self.step_size, gamma=self.gamma)
         return {"scheduler": scheduler, "interval": "epoch"}
 
@@ -65,7 +76,17 @@ class MultiStepConfig(SchedulerConfig):
         if list(self.milestones) != sorted(set(self.milestones)):
             raise ConfigError(f"{key}.milestones", list(self.milestones), "must be increasing")
 
+    def check_against(self, max_epochs: int, key: str) -> None:
+        if self.milestones and self.milestones[-1] >= max_epochs:
+            raise ConfigError(
+                f"{key}.milestones",
+                list(self.milestones),
+                f"must be < trainer.max_epochs={max_epochs} (a later milestone never applies)",
+            )
+
     def build(self, optimizer, *, total_steps, max_epochs):
+        from torch.optim import lr_scheduler as sched
+
         scheduler = sched.MultiStepLR(optimizer, milestones=list(self.milestones), gamma=self.gamma)
         return {"scheduler": scheduler, "interval": "epoch"}
 
@@ -91,6 +112,8 @@ class CosineConfig(SchedulerConfig):
             )
 
     def build(self, optimizer, *, total_steps, max_epochs):
+        from torch.optim import lr_scheduler as sched
+
         warmup = round(self.warmup_epochs * total_steps / max_epochs)
         cosine = sched.CosineAnnealingLR(
             optimizer, T_max=max(1, total_steps - warmup), eta_min=self.min_lr
@@ -120,6 +143,8 @@ class OneCycleConfig(SchedulerConfig):
     cycle_momentum: bool = False
 
     def build(self, optimizer, *, total_steps, max_epochs):
+        from torch.optim import lr_scheduler as sched
+
         scheduler = sched.OneCycleLR(
             optimizer,
             max_lr=self.max_lr or [self.peak_factor * g["lr"] for g in optimizer.param_groups],
@@ -147,6 +172,8 @@ class PlateauConfig(SchedulerConfig):
     min_lr: float = param(0.0, ge=0)
 
     def build(self, optimizer, *, total_steps, max_epochs):
+        from torch.optim import lr_scheduler as sched
+
         scheduler = sched.ReduceLROnPlateau(
             optimizer,
             mode=self.mode,
@@ -168,14 +195,7 @@ SCHEDULER_SCHEMAS: dict[str, type[SchedulerConfig]] = {
 }
 
 
-def scheduler_factory(cfg: DictConfig | None, *, max_epochs: int) -> SchedulerFactory | None:
-    """A callable ``(optimizer, total_steps=, max_epochs=) -> lr_scheduler dict``, or None.
-
-    Rules that involve ``trainer.max_epochs`` are checked here, before training.
-    """
-    if not cfg or cfg.name == "none":
-        return None
-    schema = SCHEDULER_SCHEMAS[cfg.name]
-    typed: SchedulerConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), cfg))
-    typed.check_against(max_epochs, "scheduler")
-    return typed.build
+def scheduler_factory(cfg: SchedulerConfig) -> SchedulerFactory | None:
+    """A callable ``(optimizer, total_steps=, max_epochs=) -> lr_scheduler dict``, or None
+    for a constant rate."""
+    return None if isinstance(cfg, NoSchedulerConfig) else cfg.build

@@ -1,9 +1,9 @@
-"""Typed config schemas: fields with declared constraints, and the validator checking them.
+"""Typed config fields with declared constraints, and the validator that checks them.
 
-Each config group's dataclasses live beside the code that consumes them (``dlexp/data``,
-``dlexp/models``, ``dlexp/optim.py`` …) and declare their constraints with :func:`param`.
-:func:`validate` walks a composed config, checks every declared constraint and calls each
-schema's optional ``check(key)`` hook for rules that span several fields.
+Every config group's schema (``dlexp/config/<group>.py``) declares its fields with
+:func:`param`. :func:`validate` walks a typed :class:`~dlexp.config.Config` (nested
+dataclass instances), checks every declared constraint and calls each schema's optional
+``check(key)`` hook for rules that span several fields. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
-
-from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dlexp.errors import ConfigError
 
@@ -62,8 +60,8 @@ def _in_bounds(value: Any, meta: dict[str, Any]) -> bool:
         return value in meta["choices"]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return True  # type checks belong to OmegaConf; None means "not set"
-    if isinstance(value, float) and math.isnan(value):
-        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return False  # nan and ±inf are never a meaningful setting
     return not (
         ("ge" in meta and value < meta["ge"])
         or ("gt" in meta and value <= meta["gt"])
@@ -76,30 +74,20 @@ def check_value(key: str, value: Any, meta: dict[str, Any]) -> None:
     """Raise :class:`ConfigError` if ``value`` breaks the constraints in ``meta``."""
     if value is None or not any(k in meta for k in ("choices", "ge", "gt", "le", "lt")):
         return
-    items = list(value) if meta.get("each") and isinstance(value, (list, ListConfig)) else [value]
+    items = list(value) if meta.get("each") and isinstance(value, (list, tuple)) else [value]
     for item in items:
         if not _in_bounds(item, meta):
-            raise ConfigError(key, _plain(value), f"must be {describe_bounds(meta)}")
+            raise ConfigError(key, value, f"must be {describe_bounds(meta)}")
 
 
-def validate(cfg: DictConfig, prefix: str = "") -> None:
-    """Check every declared constraint and ``check`` hook in ``cfg``; raise :class:`ConfigError`."""
-    schema = OmegaConf.get_type(cfg)
-    if dataclasses.is_dataclass(schema):
-        for f in dataclasses.fields(schema):
-            if f.name in cfg and not OmegaConf.is_missing(cfg, f.name):
-                check_value(prefix + f.name, cfg[f.name], dict(f.metadata))
-    for key in cfg:
-        if OmegaConf.is_missing(cfg, key):
-            raise ConfigError(prefix + str(key), "???", "is required but was not set")
-        child = cfg._get_node(key)
-        if isinstance(child, DictConfig) and not child._is_none():
-            validate(child, f"{prefix}{key}.")
-    if dataclasses.is_dataclass(schema) and hasattr(schema, "check"):
-        OmegaConf.to_object(cfg).check(prefix.rstrip("."))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
+def validate(node: Any, prefix: str = "") -> None:
+    """Check every declared constraint and ``check`` hook below ``node`` (a dataclass
+    instance); raise :class:`ConfigError` naming the full key."""
+    if not dataclasses.is_dataclass(node):
+        return
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        check_value(prefix + f.name, value, dict(f.metadata))
+        validate(value, f"{prefix}{f.name}.")
+    if hasattr(node, "check"):
+        node.check(prefix.rstrip("."))

@@ -1,0 +1,46 @@
+"""``dlexp train --help``: the user-facing config groups and their options, from ``dlexp/conf``.
+
+Read from the config directory alone (no composition, no torch): the schemas Hydra stores
+under ``schema/*`` are an implementation detail and are not listed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HIDDEN_GROUPS = ("hydra",)
+
+USAGE = """usage: dlexp train [group=option ...] [key=value ...] [-m] [--cfg job] [--info]
+
+Trains and tests one configuration composed by Hydra from dlexp/conf; with -m/--multirun,
+one job per point of the sweep (e.g. -m model.dropout=0,0.2,0.5 model.norm=none,batch).
+Every job is checked before anything is created: bad input is one line and exit code 2.
+
+  --cfg job       print the composed config and exit (nothing is created)
+  --info          Hydra's view of the config search path and defaults
+  --hydra-help    Hydra's own flags (launchers, sweepers, shell completion)
+  resume=<dir>    continue a run in its own directory
+
+Keys and defaults of each group: dlexp/config/<group>.py, or --cfg job.
+"""
+
+
+def config_groups(conf_dir: Path) -> dict[str, list[str]]:
+    """``{group: [option, ...]}`` for the groups under ``conf_dir`` that users pick from."""
+    groups: dict[str, list[str]] = {}
+    for folder in sorted(p for p in conf_dir.iterdir() if p.is_dir()):
+        if folder.name in HIDDEN_GROUPS:
+            continue
+        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        if options:
+            groups[folder.name] = options
+    return groups
+
+
+def print_train_help() -> None:
+    from dlexp.config.root import CONF_DIR
+
+    print(USAGE)
+    print("config groups (group=option; experiment and hparams_search with +):")
+    for group, options in config_groups(CONF_DIR).items():
+        print(f"  {group:<15} {', '.join(options)}")
