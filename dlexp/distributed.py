@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pytorch_lightning.strategies import DDPStrategy
-from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
+from dlexp.compat.lightning import LauncherDDPStrategy, ScriptLauncher
 from dlexp.config.trainer import FREE_GPU
 
 # Environment variables Lightning's DDP launch sets in the launching process.
@@ -40,7 +39,7 @@ DDP_STRATEGIES: dict[str, dict[str, Any]] = {
 }
 
 
-class JobLauncher(_SubprocessScriptLauncher):
+class JobLauncher(ScriptLauncher):
     """Starts ranks > 0 of this node as ``python -m dlexp.ddp_worker <run dir>``."""
 
     def __init__(self, *args: Any, run_dir: Path, checkpoint: Path | None, **kwargs: Any) -> None:
@@ -53,8 +52,8 @@ class JobLauncher(_SubprocessScriptLauncher):
         command = [sys.executable, "-m", "dlexp.ddp_worker", str(self.run_dir)]
         return command + ([RESUME_ARG, str(self.checkpoint)] if self.checkpoint else [])
 
-    def _call_children_scripts(self) -> None:
-        self._check_can_spawn_children()
+    def start_children(self) -> None:
+        self.check_can_spawn_children()
         env = self.cluster_environment
         os.environ["MASTER_ADDR"] = env.main_address
         os.environ["MASTER_PORT"] = str(env.main_port)
@@ -83,7 +82,7 @@ class JobLauncher(_SubprocessScriptLauncher):
                 proc.wait()
 
 
-class JobDDPStrategy(DDPStrategy):
+class JobDDPStrategy(LauncherDDPStrategy):
     """Lightning's DDP with :class:`JobLauncher` in place of re-running the command line."""
 
     def __init__(self, *, run_dir: Path, checkpoint: Path | None = None, **kwargs: Any) -> None:
@@ -91,9 +90,9 @@ class JobDDPStrategy(DDPStrategy):
         self.run_dir = run_dir
         self.checkpoint = checkpoint
 
-    def _configure_launcher(self) -> None:
+    def make_launcher(self) -> JobLauncher:
         assert self.cluster_environment is not None
-        self._launcher = JobLauncher(
+        return JobLauncher(
             self.cluster_environment,
             self.num_processes,
             self.num_nodes,

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from lightning_fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from dlexp.compat.lightning import collect_rng_states, set_rng_states
 from dlexp.errors import RunDiverged, RunInterrupted
 from dlexp.io import atomic_replace
 
@@ -82,7 +82,7 @@ class RngStateCheckpoint(pl.Callback):
     """Saves the global RNG states in each checkpoint and restores them on resume."""
 
     def state_dict(self) -> dict[str, Any]:
-        states = _collect_rng_states(include_cuda=torch.cuda.is_available())
+        states = collect_rng_states(include_cuda=torch.cuda.is_available())
         if "numpy" in states:  # weights_only loading accepts tensors, not numpy arrays
             kind, keys, pos, has_gauss, gauss = states["numpy"]
             states["numpy"] = (kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, gauss)
@@ -93,7 +93,7 @@ class RngStateCheckpoint(pl.Callback):
         if "numpy" in states:
             kind, keys, pos, has_gauss, gauss = states["numpy"]
             states["numpy"] = (kind, keys.numpy().astype("uint32"), pos, has_gauss, gauss)
-        _set_rng_states(states)
+        set_rng_states(states)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -15,21 +15,25 @@ What needs the model built (stage names, torchvision weights, the accelerator) i
 from __future__ import annotations
 
 import copy
-import re
+import enum
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from hydra import compose, initialize_config_dir
-from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
-from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from dlexp.compat.hydra import (
+    apply_value_overrides,
+    describe_config_error,
+    grid_jobs,
+    parse_overrides,
+)
 from dlexp.config import CONF_DIR, Config, to_config
 from dlexp.errors import DlexpError, InputError
 
@@ -71,13 +75,7 @@ def check_command_line(
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF_DIR), version_base=None, job_name="train"):
         loader = GlobalHydra.instance().config_loader()
-        try:
-            parser = OverridesParser.create(config_loader=loader)
-            parsed = parser.parse_overrides(overrides)
-        except OverrideParseException as exc:
-            raise InputError(
-                f"{exc.override}: cannot parse this override ({_first(exc.message)})"
-            ) from None
+        parsed = parse_overrides(overrides, loader)
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
         swept = [o for o in parsed if o.is_sweep_override()]
         base = _compose(config_name, fixed + extra, overrides)
@@ -92,7 +90,7 @@ def check_command_line(
         checked = CheckedCommand([], multirun, grid=multirun and _is_grid(base))
         typed_base = None
         for job in jobs:
-            own = parser.parse_overrides([line for line in job if line not in fixed])
+            own = parse_overrides([line for line in job if line not in fixed], loader)
             if not own:
                 typed_base = typed_base or _typed(base, overrides, files)
                 config = typed_base
@@ -129,15 +127,13 @@ def _expand_sweep(
 
     Other sweepers (Optuna) draw their own points: only the fixed part is checked up front.
     """
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
     sweeper = base.hydra.sweeper
     if not _is_grid(base):
         return [fixed]
     declared = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
-    parsed = OverridesParser.create(config_loader=loader).parse_overrides(declared + overrides)
+    parsed = parse_overrides(declared + overrides, loader)
     try:
-        return BasicSweeper.split_arguments(parsed, None)[0]
+        return grid_jobs(parsed)
     except Exception as exc:  # e.g. range() / interval() given to the grid sweeper
         raise InputError(f"sweep: {_first(str(exc))}") from None
 
@@ -169,7 +165,7 @@ def _with_values(base: DictConfig, own: list[Override], all_overrides: list[str]
     """``base`` with the value overrides ``own`` applied as Hydra's composition applies them."""
     cfg = copy.deepcopy(base)
     try:
-        ConfigLoaderImpl._apply_overrides_to_config(own, cfg)
+        apply_value_overrides(own, cfg)
     except Exception as exc:  # the exceptions a composition with these overrides raises
         raise InputError(explain(exc, all_overrides)) from None
     return cfg
@@ -200,58 +196,51 @@ def check_files(config: Config) -> None:
     check_data_files(data.name, getattr(data, "root", None), getattr(data, "download", False))
 
 
-# -- turning Hydra's and OmegaConf's messages into one line ----------------------------------
+# -- turning Hydra's and OmegaConf's errors into one line --------------------------------------
 
-_TYPE_WORDS = {
-    "Integer": "an integer",
-    "Float": "a number",
-    "Boolean": "true or false",
-    "String": "a string",
-}
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _type_words(expected: Any) -> str:
+    if isinstance(expected, type) and issubclass(expected, enum.Enum):
+        return "one of: " + ", ".join(expected.__members__)
+    return _TYPE_WORDS.get(expected, getattr(expected, "__name__", "of another type"))
 
 
 def explain(exc: BaseException, overrides: list[str]) -> str:
     """One readable line for a composition error, naming the override it comes from."""
     if isinstance(exc, DlexpError):
         return str(exc)
-    if isinstance(exc, MissingMandatoryValue) and getattr(exc, "full_key", None):
-        key = exc.full_key
-        return f"{key}: required but not set (give {key}=...)"
-    if isinstance(exc, MissingConfigException) and exc.options is not None:
-        group = (exc.missing_cfg_file or "").rsplit("/", 1)[0]
-        wanted = _override_for(group, overrides) or exc.missing_cfg_file
-        options = ", ".join(o for o in sorted(exc.options) if not o.startswith("_"))
-        return f"{wanted}: no such option in group '{group}'; available: {options}"
-    cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
-    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
-        key = cause.full_key
-        given = _override_for(key, overrides) or key
-        msg = _first(str(cause.msg if hasattr(cause, "msg") else cause))
-        if "not in" in msg or "Key '" in msg:
-            known = _known_keys(cause)
-            hint = f"; keys there: {known}" if known else ""
-            return f"{given}: unknown key '{key}'{hint}"
-        match = re.search(r"converted to (\w+)", msg)
-        if match:
-            return f"{given}: {key} must be {_TYPE_WORDS.get(match.group(1), match.group(1))}"
-        return f"{given}: {msg}"
-    text = str(exc)
-    if "Ambiguous value for argument" in text:
-        return f"{_first(text)}: add -m/--multirun to sweep, or write key=[a,b] for a list"
-    if "Could not append to config" in text:
-        key = re.search(r"at '([^']+)'", text)
-        return f"+{key.group(1) if key else '?'}: the key exists already; drop the '+'"
-    if "Could not delete from config" in text or "Could not override" in text:
-        return _first(text)
+    info = describe_config_error(exc)
+    given = (_override_for(info.key, overrides) if info.key else None) or info.key
+    if info.kind == "missing_option":
+        wanted = _override_for(info.key, overrides) or f"{info.key}={info.value}"
+        options = ", ".join(o for o in info.options if not o.startswith("_"))
+        return f"{wanted}: no such option in group '{info.key}'; available: {options}"
+    if info.kind == "unknown_key":
+        known = ", ".join(k for k in info.known_keys if not k.startswith("_") and k != "hydra")
+        return f"{given}: unknown key '{info.key}'" + (f"; keys there: {known}" if known else "")
+    if info.kind == "wrong_type" and info.expected_type is not None:
+        return f"{given}: {info.key} must be {_type_words(info.expected_type)}"
+    if info.kind == "needs_multirun":
+        return f"{info.override}: add -m/--multirun to sweep, or write key=[a,b] for a list"
+    if info.kind == "append_existing":
+        return f"+{info.key}: the key exists already; drop the '+'"
+    if info.kind == "parse":
+        return f"{info.override}: cannot parse this override ({info.message})"
+    if isinstance(exc, MissingMandatoryValue) and info.key:
+        return f"{info.key}: required but not set (give {info.key}=...)"
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
         return (
             f"{mark.name}: malformed YAML at line {mark.line + 1}, column {mark.column + 1}: "
             f"{exc.problem or exc.context}"
         )
-    if isinstance(exc, (OSError, ValueError)) and "yaml" in text.lower():
-        return f"malformed YAML: {_first(text)}"
-    return _first(text)
+    if isinstance(exc, (OSError, ValueError)) and "yaml" in str(exc).lower():
+        return f"malformed YAML: {_first(str(exc))}"
+    if isinstance(info.error, OmegaConfBaseException) and info.key:
+        return f"{given}: {info.message}"
+    return info.message
 
 
 def _override_for(key: str, overrides: list[str]) -> str | None:
@@ -261,16 +250,6 @@ def _override_for(key: str, overrides: list[str]) -> str | None:
         if name == key:
             return o
     return None
-
-
-def _known_keys(cause: OmegaConfBaseException) -> str:
-    node = getattr(cause, "parent_node", None)
-    if node is None:
-        return ""
-    try:
-        return ", ".join(str(k) for k in node if not str(k).startswith("_"))
-    except Exception:
-        return ""
 
 
 def _first(text: str) -> str:

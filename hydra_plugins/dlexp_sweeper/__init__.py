@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from dlexp.compat.hydra import BasicSweeper
 
 
 class PrecheckedBasicSweeper(BasicSweeper):

@@ -1,0 +1,7 @@
+"""The private Hydra, OmegaConf and Lightning APIs dlexp relies on, one module per library.
+
+Everything dlexp uses from a library beyond its public API goes through :mod:`dlexp.compat.hydra`
+(Hydra and OmegaConf; no torch, it is on the fast command-line path) or
+:mod:`dlexp.compat.lightning`; ``tests/test_compat.py`` holds one contract test per wrapped API,
+so an upgrade that changes one fails there, by name, rather than somewhere in a run.
+"""
