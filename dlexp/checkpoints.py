@@ -17,7 +17,6 @@ import torch
 
 from dlexp.config.model import ModelConfig
 from dlexp.errors import InputError
-from dlexp.io import read_json
 
 MODEL_PREFIX = "model."
 
@@ -54,44 +53,6 @@ def safe_load(path: str | Path, key: str) -> Any:
         raise InputError(
             f"{key}={path}: not a readable checkpoint, truncated or corrupt ({first})"
         ) from None
-
-
-def resolve_checkpoint(source: str | Path, key: str) -> Path:
-    """The checkpoint file a run directory or a ``.ckpt`` path stands for.
-
-    A dlexp run directory gives its best checkpoint (``metrics.json`` -> ``best_checkpoint``,
-    looked up in the directory's own ``checkpoints/`` when the run was moved) or else
-    ``checkpoints/last.ckpt``.
-    """
-    path = Path(source).expanduser()
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise InputError(f"{key}={source}: no such file or directory")
-    metrics = path / "metrics.json"
-    best = ""
-    if metrics.is_file():
-        try:
-            best = read_json(metrics).get("best_checkpoint") or ""
-        except ValueError:
-            best = ""
-    candidates = [Path(best), path / "checkpoints" / Path(best).name] if best else []
-    candidates.append(path / "checkpoints" / "last.ckpt")
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise InputError(
-        f"{key}={source}: no checkpoint found (expected metrics.json's best_checkpoint or "
-        "checkpoints/last.ckpt in a dlexp run directory)"
-    )
-
-
-def run_dir_of(checkpoint: Path) -> Path | None:
-    """The dlexp run directory (the one holding ``config.yaml``) a checkpoint belongs to."""
-    for folder in (checkpoint.parent, checkpoint.parent.parent):
-        if (folder / "config.yaml").is_file():
-            return folder
-    return None
 
 
 def lightning_state_dict(checkpoint: Any, path: Path, key: str) -> dict[str, torch.Tensor]:

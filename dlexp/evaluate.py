@@ -14,19 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytorch_lightning as pl
-
-from dlexp.checkpoints import (
-    lightning_state_dict,
-    resolve_checkpoint,
-    restore_module,
-    run_dir_of,
-    safe_load,
-)
 from dlexp.config import Config
 from dlexp.errors import EXIT_BAD_INPUT, EXIT_OK, InputError
 from dlexp.io import atomic_write_json, read_json
-from dlexp.run_config import EVAL_OVERRIDES, saved_config
+from dlexp.run_config import EVAL_OVERRIDES, resolve_checkpoint, run_dir_of, saved_config
 
 USAGE = """usage: dlexp eval ckpt=<run dir or .ckpt> [overrides]
 
@@ -49,11 +40,13 @@ def eval_command(args: list[str]) -> int:
         raise InputError("ckpt: required (a dlexp run directory or a .ckpt file)")
     overrides = [arg for arg in args if not arg.startswith("ckpt=")]
     ckpt = resolve_checkpoint(options["ckpt"], "ckpt")
-    state = lightning_state_dict(safe_load(ckpt, "ckpt"), ckpt, "ckpt")
     run_dir = run_dir_of(ckpt)
     if run_dir is None:
         raise InputError(f"ckpt={ckpt}: no config.yaml beside it (eval needs the run's directory)")
     cfg = saved_config(run_dir, overrides, allowed=EVAL_OVERRIDES, command="eval")
+    from dlexp.checkpoints import lightning_state_dict, safe_load  # torch: after the checks
+
+    state = lightning_state_dict(safe_load(ckpt, "ckpt"), ckpt, "ckpt")
     result = evaluate(cfg, ckpt, state, overrides)
     reference = _training_test(run_dir)
     if reference:
@@ -69,6 +62,9 @@ def evaluate(cfg: Config, ckpt: Path, state: dict, overrides: list[str]) -> dict
 
     Returns the ``eval.json`` record.
     """
+    import pytorch_lightning as pl
+
+    from dlexp.checkpoints import restore_module
     from dlexp.data import build_datamodule
     from dlexp.trainer import build_trainer
 

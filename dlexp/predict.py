@@ -12,20 +12,15 @@ import csv
 import io
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from dlexp.checkpoints import (
-    lightning_state_dict,
-    resolve_checkpoint,
-    restore_module,
-    run_dir_of,
-    safe_load,
-)
 from dlexp.config import Config
 from dlexp.errors import EXIT_BAD_INPUT, EXIT_OK, InputError
 from dlexp.io import atomic_write_text, read_json
-from dlexp.run_config import PREDICT_OVERRIDES, saved_config
+from dlexp.run_config import PREDICT_OVERRIDES, resolve_checkpoint, run_dir_of, saved_config
+
+if TYPE_CHECKING:
+    import torch
 
 USAGE = """usage: dlexp predict ckpt=<run dir|.ckpt> inputs=<image|folder> [topk=5] [out=<csv>]
                      [data.batch_size=N] [model.channels_last=true]
@@ -58,7 +53,6 @@ def predict_command(args: list[str]) -> int:
             raise InputError(f"{key}: required ({USAGE.splitlines()[0][7:]})")
     topk = _positive_int(options.get("topk", "5"), "topk")
     ckpt = resolve_checkpoint(options["ckpt"], "ckpt")
-    state = lightning_state_dict(safe_load(ckpt, "ckpt"), ckpt, "ckpt")
     run_dir = run_dir_of(ckpt)
     if run_dir is None:
         raise InputError(
@@ -67,6 +61,9 @@ def predict_command(args: list[str]) -> int:
     files = image_files(Path(options["inputs"]).expanduser())
     out = Path(options.get("out") or run_dir / "predictions.csv").expanduser()
     cfg = saved_config(run_dir, overrides, allowed=PREDICT_OVERRIDES, command="predict")
+    from dlexp.checkpoints import lightning_state_dict, safe_load  # torch: after the checks
+
+    state = lightning_state_dict(safe_load(ckpt, "ckpt"), ckpt, "ckpt")
     rows = predict(cfg, run_dir, ckpt, state, files, topk)
     atomic_write_text(out, to_csv(rows, topk))
     _print_table(rows, ckpt, Path(options["inputs"]).expanduser())
@@ -82,6 +79,10 @@ def predict(
     ``state`` is the checkpoint's module state dict; the run's config (``cfg``) and
     ``metrics.json`` give the architecture, image size, channels and class names.
     """
+    import torch
+
+    from dlexp.checkpoints import restore_module
+
     facts = _data_facts(run_dir)
     module = restore_module(
         cfg.model,
@@ -124,6 +125,7 @@ def image_files(inputs: Path) -> list[Path]:
 def load_image(path: Path, channels: int, size: int) -> torch.Tensor:
     """A uint8 ``(channels, size, size)`` tensor, preprocessed like the training images."""
     import numpy as np
+    import torch
     from PIL import Image, UnidentifiedImageError
 
     from dlexp.data.base import resize

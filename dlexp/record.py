@@ -9,8 +9,6 @@ from typing import Any
 
 from dlexp.io import atomic_write_json
 
-STATUSES = ("running", "completed", "failed", "diverged", "interrupted")
-
 
 def versions() -> dict[str, str]:
     """Versions of dlexp and the libraries a result depends on."""

@@ -1,5 +1,6 @@
-"""A run's saved ``config.yaml`` as a typed :class:`~dlexp.config.Config`, and the
-overrides that ``dlexp eval`` and ``dlexp predict`` may apply to it.
+"""A run directory's checkpoints and saved ``config.yaml`` (as a typed
+:class:`~dlexp.config.Config`), and the overrides ``dlexp eval`` and ``dlexp predict`` may
+apply to it.
 
 Every reader of a run's config (``eval``, ``predict``, the DDP workers) goes through
 :func:`saved_config`, which types and validates it with :func:`dlexp.config.to_config`,
@@ -18,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from dlexp.config import Config, to_config
 from dlexp.errors import DlexpError, InputError
+from dlexp.io import read_json
 
 # What `dlexp eval` may change: which data it tests on (a group option such as data=mnist
 # picks another test set of the same shape) and how the Trainer runs. Not data.normalize
@@ -47,6 +49,44 @@ EVAL_OVERRIDES = (
 )
 # `dlexp predict` runs the model on the images it is given, in batches.
 PREDICT_OVERRIDES = ("data.batch_size", "model.channels_last")
+
+
+def resolve_checkpoint(source: str | Path, key: str) -> Path:
+    """The checkpoint file a run directory or a ``.ckpt`` path stands for.
+
+    A dlexp run directory gives its best checkpoint (``metrics.json`` -> ``best_checkpoint``,
+    looked up in the directory's own ``checkpoints/`` when the run was moved) or else
+    ``checkpoints/last.ckpt``.
+    """
+    path = Path(source).expanduser()
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise InputError(f"{key}={source}: no such file or directory")
+    metrics = path / "metrics.json"
+    best = ""
+    if metrics.is_file():
+        try:
+            best = read_json(metrics).get("best_checkpoint") or ""
+        except ValueError:
+            best = ""
+    candidates = [Path(best), path / "checkpoints" / Path(best).name] if best else []
+    candidates.append(path / "checkpoints" / "last.ckpt")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise InputError(
+        f"{key}={source}: no checkpoint found (expected metrics.json's best_checkpoint or "
+        "checkpoints/last.ckpt in a dlexp run directory)"
+    )
+
+
+def run_dir_of(checkpoint: Path) -> Path | None:
+    """The dlexp run directory (the one holding ``config.yaml``) a checkpoint belongs to."""
+    for folder in (checkpoint.parent, checkpoint.parent.parent):
+        if (folder / "config.yaml").is_file():
+            return folder
+    return None
 
 
 def read_saved(run_dir: Path) -> DictConfig:

@@ -142,14 +142,17 @@ def to_yaml(config: Config) -> str:
 # -- Hydra registration ------------------------------------------------------------------------
 
 
-def new_run_id() -> str:
-    """A fresh ``<date>_<time>_<random>`` name for the next run or sweep directory.
+def fresh_id() -> str:
+    """A new ``<date>_<time>_<random>`` directory name; the random suffix keeps names made in
+    the same second (or on several machines writing to one file system) apart."""
+    return time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + secrets.token_hex(3)
 
-    The random suffix keeps runs started in the same second (or on several machines
-    writing to one file system) apart. It is kept in the environment so that the processes
-    a launcher starts for the jobs (joblib, SLURM, DDP ranks) resolve the same directory.
-    """
-    os.environ[RUN_ID_ENV] = time.strftime("%Y-%m-%d_%H-%M-%S") + "_" + secrets.token_hex(3)
+
+def new_run_id() -> str:
+    """A :func:`fresh_id` for the next run or sweep directory, kept in the environment so
+    that the processes a launcher starts for the jobs (joblib, SLURM, DDP ranks) resolve the
+    same directory."""
+    os.environ[RUN_ID_ENV] = fresh_id()
     return os.environ[RUN_ID_ENV]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -122,11 +121,6 @@ def init_weights(model: nn.Module, scheme: str, activation: str = "relu") -> nn.
         if m.bias is not None:
             nn.init.zeros_(m.bias)
     return model
-
-
-def activation_factory(name: str) -> Callable[[], nn.Module]:
-    """The activation class for a config name (``relu``, ``gelu`` …)."""
-    return ACTIVATIONS[name]
 
 
 def conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:

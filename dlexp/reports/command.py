@@ -20,7 +20,8 @@ def report_command(args: list[str]) -> int:
         "--out",
         type=Path,
         default=None,
-        help="where to write (default: the sweep dir, or . for several paths)",
+        help="where to write (default: the sweep dir; for several paths a new "
+        "outputs/reports/<date>_<time>_<id> dir)",
     )
     parser.add_argument(
         "--target",
@@ -37,10 +38,3 @@ def report_command(args: list[str]) -> int:
     path = build_report(parsed.paths, parsed.out, parsed.metric, parsed.target)
     print(f"report: {path}")
     return EXIT_OK
-
-
-def models_command(args: list[str]) -> int:
-    """``dlexp models [overrides]``: see :mod:`dlexp.models.table`."""
-    from dlexp.models.table import models_command as run
-
-    return run(args)

@@ -85,6 +85,13 @@ def group_rows(groups: list[Group], target: float | None = None) -> list[dict[st
     return rows
 
 
+def new_report_dir(root: Path = Path("outputs") / "reports") -> Path:
+    """A fresh ``outputs/reports/<date>_<time>_<id>`` for a report over several paths."""
+    from dlexp.config.root import fresh_id
+
+    return root / fresh_id()
+
+
 def build_report(
     paths: list[Path],
     out_dir: Path | None = None,
@@ -96,7 +103,8 @@ def build_report(
     ``target``: also report the first epoch at which val/acc reached it (speed of training).
     """
     runs = find_runs(paths)
-    out_dir = out_dir or (paths[0] if len(paths) == 1 else Path.cwd())
+    if out_dir is None:
+        out_dir = paths[0] if len(paths) == 1 and paths[0].is_dir() else new_report_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = write_summary(runs, out_dir)
     print_table(rows, f"{len(runs)} runs")

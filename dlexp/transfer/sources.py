@@ -16,14 +16,12 @@ from torch import nn
 
 from dlexp.checkpoints import (
     model_state_dict,
-    resolve_checkpoint,
-    run_dir_of,
     safe_load,
 )
 from dlexp.config.model import MODEL_SCHEMAS, ModelConfig
 from dlexp.config.transfer import TORCHVISION_PREFIX, PretrainedConfig, is_torchvision
 from dlexp.errors import ConfigError, InputError
-from dlexp.run_config import read_saved
+from dlexp.run_config import read_saved, resolve_checkpoint, run_dir_of
 from dlexp.transfer.weights import LoadReport, fit_weights
 
 KEY = "transfer.source"
