@@ -43,4 +43,5 @@ bench: install
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache lightning_logs multirun
-	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . \( -path ./.git -o -path ./.venv -o -path './$(VENV:./%=%)' \) -prune \
+		-o -name __pycache__ -type d -prune -exec rm -rf {} +
