@@ -38,6 +38,7 @@ QUICK = [
 _ALLOWED_DIRS = (".venv", "outputs")
 _CACHES = {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
 _STRAYS_BEFORE = pytest.StashKey[frozenset]()
+_STRAYS_REPORT = pytest.StashKey[list]()
 
 
 def stray_files(repo: Path) -> frozenset[str] | None:
@@ -93,15 +94,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         *(f"  {path}" for path in new[:50]),
         *([f"  ... and {len(new) - 50} more"] if len(new) > 50 else []),
     ]
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.section("files written into the checkout", sep="=", red=True, bold=True)
-        for line in lines:
-            reporter.write_line(line)
-    else:
+    session.config.stash[_STRAYS_REPORT] = lines
+    if session.config.pluginmanager.get_plugin("terminalreporter") is None:
         print("\n".join(lines), file=sys.stderr)
     if session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    lines = config.stash.get(_STRAYS_REPORT, None)
+    if lines:
+        terminalreporter.section("files written into the checkout", sep="=", red=True, bold=True)
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
