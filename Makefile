@@ -1,5 +1,6 @@
 # dlexp: `make train` runs the default experiment, `make test` the fast test suite.
-# Both create the virtual environment first when it is missing or out of date.
+# Both create the virtual environment first when it is missing or out of date. The install
+# is editable and pinned to the tested versions of constraints.txt (pyproject.toml: ranges).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -11,9 +12,10 @@ TEST_WORKERS ?= 2
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt dlexp/__init__.py  # __init__.py: the version
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,sweeps]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-c constraints.txt -e '.[dev,sweeps]'
 	touch $(STAMP)
 
 train: install
@@ -41,4 +43,5 @@ bench: install
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache lightning_logs multirun
-	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . \( -path ./.git -o -path ./.venv -o -path './$(VENV:./%=%)' \) -prune \
+		-o -name __pycache__ -type d -prune -exec rm -rf {} +

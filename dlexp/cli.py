@@ -38,6 +38,7 @@ commands:
   report PATHS        summary tables, seed groups and plots of a sweep dir or run dirs
   resume-sweep DIR    finish an interrupted sweep: keep completed jobs, resume the others
   help                show this message
+  -V, --version       show dlexp's version
 
 Exit codes: 0 success, 1 training failure, 2 bad input.
 """
@@ -46,6 +47,17 @@ Exit codes: 0 success, 1 training failure, 2 bad input.
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script and of ``python -m dlexp``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-V", "--version"):
+        # the installed distribution's version (dlexp.__version__ when running from a source
+        # tree that is not installed); imports neither torch nor Lightning
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            shown = version("dlexp")
+        except PackageNotFoundError:
+            from dlexp import __version__ as shown
+        print(f"dlexp {shown}")
+        return EXIT_OK
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return EXIT_OK if argv else EXIT_BAD_INPUT

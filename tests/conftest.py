@@ -35,6 +35,84 @@ QUICK = [
 ]
 
 
+# -- tests write into their temp dirs, never into the checkout (outputs/ aside) ------------------
+
+# Paths of the checkout that may appear during a session: the virtual environment, runs started
+# by hand (outputs/) and the tools' caches.
+_ALLOWED_DIRS = (".venv", "outputs")
+_CACHES = {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
+_STRAYS_BEFORE = pytest.StashKey[frozenset]()
+_STRAYS_REPORT = pytest.StashKey[list]()
+
+
+def stray_files(repo: Path) -> frozenset[str] | None:
+    """The untracked and ignored files of the git checkout ``repo`` (relative paths), less
+    ``.venv/``, ``outputs/``, the interpreter's own environment and caches; None where git
+    cannot tell (no git, or not a checkout: an unpacked sdist)."""
+    allowed = list(_ALLOWED_DIRS)
+    prefix = Path(sys.prefix).resolve()
+    if prefix.is_relative_to(repo.resolve()) and prefix != repo.resolve():
+        allowed.append(prefix.relative_to(repo.resolve()).as_posix())  # make VENV=<other>
+    command = ["git", "--no-optional-locks", "status", "--porcelain", "-z", "--ignored"]
+    command += ["--untracked-files=all", "--", ".", *(f":(exclude){d}" for d in allowed)]
+    try:
+        done = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    found, entries = set(), iter(filter(None, done.stdout.split("\0")))
+    for entry in entries:
+        status, path = entry[:2], entry[3:]
+        if status[0] in "RC":
+            next(entries, None)  # a rename's or copy's source path follows
+        if status not in ("??", "!!"):
+            continue
+        parts = Path(path).parts
+        if any(part in _CACHES or part.endswith(".egg-info") for part in parts):
+            continue
+        found.add(path)
+    return frozenset(found)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):  # a pytest-xdist worker: the controller checks
+        return
+    before = stray_files(REPO)
+    if before is not None:
+        session.config.stash[_STRAYS_BEFORE] = before
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session when files appeared in the checkout while it ran (outside outputs/)."""
+    if hasattr(session.config, "workerinput") or _STRAYS_BEFORE not in session.config.stash:
+        return
+    after = stray_files(REPO)
+    new = sorted((after or frozenset()) - session.config.stash[_STRAYS_BEFORE])
+    if not new:
+        return
+    lines = [
+        f"{len(new)} file(s) appeared in the checkout {REPO} during the tests (tests must write "
+        "under their tmp_path, never into the repository; run only the suspects to find the "
+        "writer):",
+        *(f"  {path}" for path in new[:50]),
+        *([f"  ... and {len(new) - 50} more"] if len(new) > 50 else []),
+    ]
+    session.config.stash[_STRAYS_REPORT] = lines
+    if session.config.pluginmanager.get_plugin("terminalreporter") is None:
+        print("\n".join(lines), file=sys.stderr)
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    lines = config.stash.get(_STRAYS_REPORT, None)
+    if lines:
+        terminalreporter.section("files written into the checkout", sep="=", red=True, bold=True)
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``python -m dlexp ARGS`` in a fresh process (exit codes, stderr, signals)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")

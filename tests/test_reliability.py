@@ -216,8 +216,11 @@ def test_deterministic_runs_are_bit_identical(tmp_path):
     assert records[0] == records[1]
 
 
-@pytest.mark.parametrize("place", ["/proc/dlexp/sweep", "/etc/passwd/sweep"])
+# /proc: not even root can create a folder there; {tmp}/a_file/sweep: below a file
+@pytest.mark.parametrize("place", ["/proc/dlexp/sweep", "{tmp}/a_file/sweep"])
 def test_an_unwritable_sweep_dir_fails_before_any_job(tmp_path, capsys, place):
+    (tmp_path / "a_file").write_text("a file, not a folder")
+    place = place.format(tmp=tmp_path)
     code = run_inprocess(
         "train", "-m", *QUICK, "seed=1,2", f"hydra.sweep.dir={place}", cwd=tmp_path
     )
