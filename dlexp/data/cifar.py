@@ -31,13 +31,9 @@ class CIFARDataModule(CheckedFilesDataModule):
     native_channels = 3
     flip_ok = True
 
-    def raw_folder(self) -> Path:
-        return Path(self.cfg.root).expanduser() / self.dataset_cls().base_folder
-
-    def files(self) -> list[tuple[str, str]]:
+    def md5_sums(self) -> dict[str, str]:
         cls = self.dataset_cls()
-        meta = (cls.meta["filename"], cls.meta["md5"])
-        return [(n, md5) for n, md5 in cls.train_list + cls.test_list] + [meta]
+        return {**dict(cls.train_list + cls.test_list), cls.meta["filename"]: cls.meta["md5"]}
 
     def fetch(self) -> None:
         self.dataset_cls()(str(Path(self.cfg.root).expanduser()), train=True, download=True)
@@ -69,9 +65,11 @@ def _unpickle(path: Path) -> dict:
 @register_data("cifar10", CIFARConfig)
 class CIFAR10DataModule(CIFARDataModule):
     dataset_cls_name = "CIFAR10"
+    data_name = "cifar10"
 
 
 @register_data("cifar100", CIFARConfig)
 class CIFAR100DataModule(CIFARDataModule):
     dataset_cls_name = "CIFAR100"
+    data_name = "cifar100"
     native_num_classes = 100
