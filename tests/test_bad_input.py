@@ -8,7 +8,8 @@ import pytest
 
 from conftest import QUICK, run_cli, run_inprocess
 
-# (command line, text the error line must contain)
+# (command line, text the error line must contain); {tmp} is the test's own temporary folder
+# (never a path such as /nonexistent, which exists on some machines: nobody's home on Debian)
 BAD_TRAIN_LINES = [
     (["model=resnet999"], "model=resnet999: no such option in group 'model'; available:"),
     (["model.foo=1"], "model.foo=1: unknown key 'model.foo'"),
@@ -21,8 +22,8 @@ BAD_TRAIN_LINES = [
         "data.val_fraction+data.test_fraction=0.95: must be < 0.9",
     ),
     (
-        ["data=mnist", "data.root=/nonexistent", "data.download=false"],
-        "data.root=/nonexistent: MNIST not found in /nonexistent/MNIST/raw (expected "
+        ["data=mnist", "data.root={tmp}/nonexistent", "data.download=false"],
+        "data.root={tmp}/nonexistent: MNIST not found in {tmp}/nonexistent/MNIST/raw (expected "
         "train-images-idx3-ubyte.gz",
     ),
     (["model=mlp", "model.hidden_sizes=[64,a]"], "model.hidden_sizes=[64,a]: model.hidden_sizes"),
@@ -62,8 +63,8 @@ BAD_TRAIN_LINES = [
     (["transfer=linear_probe"], "transfer=linear_probe needs a source"),
     (["transfer.bn=maybe"], "transfer.bn=maybe: must be one of: freeze, train"),
     (
-        ["transfer=finetune", "transfer.source=/nonexistent.ckpt"],
-        "transfer.source=/nonexistent.ckpt: no such file or directory",
+        ["transfer=finetune", "transfer.source={tmp}/nonexistent.ckpt"],
+        "transfer.source={tmp}/nonexistent.ckpt: no such file or directory",
     ),
     (["+experiment=nonexistent"], "+experiment=nonexistent: no such option in group 'experiment'"),
     (["model=mlp", "model.hidden_sizes=[64,-1]"], "model.hidden_sizes=[64, -1]: must be >= 1"),
@@ -85,12 +86,12 @@ BAD_TRAIN_LINES = [
     ),
     (["trainer.devices=0"], "trainer.devices=0: must be auto, free, a count >= 1, -1 (all)"),
     (["trainer.devices=[0,1]"], "trainer: `devices` selected with `CPUAccelerator` should be"),
-    (["resume=/nonexistent"], "resume=/nonexistent: must be a dlexp run directory"),
+    (["resume={tmp}/nonexistent"], "resume={tmp}/nonexistent: must be a dlexp run directory"),
     (["hydra.run.dir=/proc/dlexp"], "hydra.run.dir=/proc/dlexp: cannot write there"),
     (["data=imagefolder"], "data.root=???: is required but was not set"),
     (
-        ["data=cifar10", "data.root=/nonexistent", "data.download=false"],
-        "data.root=/nonexistent: CIFAR10 not found in /nonexistent/cifar-10-batches-py",
+        ["data=cifar10", "data.root={tmp}/nonexistent", "data.download=false"],
+        "data.root={tmp}/nonexistent: CIFAR10 not found in {tmp}/nonexistent/cifar-10-batches-py",
     ),
 ]
 
@@ -99,6 +100,8 @@ BAD_TRAIN_LINES = [
     "args,message", BAD_TRAIN_LINES, ids=lambda a: " ".join(a) if isinstance(a, list) else None
 )
 def test_bad_train_line_exits_2_with_one_clear_line(tmp_path, capsys, args, message):
+    args = [a.format(tmp=tmp_path) for a in args]
+    message = message.format(tmp=tmp_path)
     code = run_inprocess("train", *args, *QUICK, cwd=tmp_path)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
@@ -110,7 +113,7 @@ def test_bad_train_line_exits_2_with_one_clear_line(tmp_path, capsys, args, mess
 def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path):
     for args in (
         ["model=resnet999"],
-        ["data=mnist", "data.root=/nonexistent", "data.download=false"],
+        ["data=mnist", f"data.root={tmp_path / 'nonexistent'}", "data.download=false"],
     ):
         done = run_cli("train", *args, cwd=tmp_path)
         assert done.returncode == 2, done.stderr
@@ -131,26 +134,30 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     truncated = root / "truncated.ckpt"
     truncated.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     (root / "notes.txt").write_text("not an image")
+    (root / "empty").mkdir()  # a folder that holds no run
     broken = root / "userconf" / "experiment" / "broken.yaml"
     broken.parent.mkdir(parents=True)
     broken.write_text("# @package _global_\ntrainer: {max_epochs: [1\n")
     return {"root": root, "run": run, "truncated": truncated}
 
 
-# (command line with {run}/{truncated}/{root} placeholders, text the error line must contain)
+# (command line with {run}/{truncated}/{root} placeholders, text the error line must contain;
+# {root}/nonexistent is missing, {root}/empty an empty folder)
 BAD_COMMAND_LINES = [
-    (["eval", "ckpt=/nonexistent"], "ckpt=/nonexistent: no checkpoint found"),
+    (["eval", "ckpt={root}/nonexistent"], "ckpt={root}/nonexistent: no such file or directory"),
+    (["eval", "ckpt={root}/empty"], "ckpt={root}/empty: no checkpoint found"),
     (["eval", "ckpt={truncated}"], "not a readable checkpoint, truncated or corrupt"),
     (["eval", "ckpt={run}", "data.batch_size=0"], "data.batch_size=0: must be >= 1"),
     (["eval", "ckpt={run}", "model.norm=batch"], "the checkpoint does not fit the model"),
     (["eval", "ckpt={run}", "bogus"], "bogus: expected key=value"),
     (["predict", "ckpt={run}"], "inputs: required"),
-    (["predict", "ckpt={run}", "inputs=/nonexistent.png"], "no such file or directory"),
+    (["predict", "ckpt={run}", "inputs={root}/nonexistent.png"], "no such file or directory"),
     (["predict", "ckpt={run}", "inputs={root}/notes.txt"], "not a readable PNG/JPEG image"),
     (["predict", "ckpt={run}", "inputs={root}", "topk=0"], "topk=0: must be an integer >= 1"),
     (["predict", "ckpt={truncated}", "inputs={root}"], "truncated or corrupt"),
     (["report"], "the following arguments are required: paths"),
-    (["report", "/nonexistent"], "/nonexistent: holds no runs"),
+    (["report", "{root}/nonexistent"], "{root}/nonexistent: no such directory"),
+    (["report", "{root}/empty"], "{root}/empty: holds no runs"),
     (["report", "{run}", "--metric", "test/bogus"], "--metric=test/bogus: must be one of"),
     (["models", "data=nope"], "data=nope: no such option in group 'data'"),
     (["models", "data.image_size=abc"], "data.image_size=abc: data.image_size must be an integer"),
@@ -178,6 +185,7 @@ def _files(root: Path) -> dict[Path, int]:
 def test_bad_command_line_exits_2_with_one_clear_line(trained, capsys, args, message):
     places = {name: str(path) for name, path in trained.items()}
     args = [a.format(**places) for a in args]
+    message = message.format(**places)
     before = _files(trained["root"])
     code = run_inprocess(*args, cwd=trained["root"])
     err = capsys.readouterr().err.strip().splitlines()
