@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dlexp import data_files
-from dlexp.data_files import LAYOUTS, check_data_files
+from dlexp.data_files import LAYOUTS, check_data_files, missing_text
 from dlexp.errors import ConfigError
 
 from conftest import REPO
@@ -192,3 +192,17 @@ def test_the_layouts_are_torchvisions():
         listed = [file for file, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
         assert LAYOUTS[name].files == tuple(listed)
     assert LAYOUTS["svhn"].files == tuple(tv.SVHN.split_list[s][1] for s in ("train", "test"))
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_the_datamodules_take_their_files_from_here(tmp_path, name):
+    from dlexp.data.registry import DATASETS
+
+    spec = DATASETS[name]
+    dm = spec.module(spec.config(name=name, root=str(tmp_path), download=False), 0)
+    assert dm.expected_files is LAYOUTS[name].files
+    assert dm.raw_folder() == tmp_path / LAYOUTS[name].folder
+    why = "download is off (data.download=false)"
+    assert (
+        str(dm.missing_error(why)) == f"data.root={tmp_path}: {missing_text(name, tmp_path, why)}"
+    )

@@ -15,15 +15,24 @@ from pathlib import Path
 
 from dlexp.data.base import RawData
 from dlexp.data.torchvision_sets import TorchvisionDataModule, one_line
+from dlexp.data_files import missing_files
 from dlexp.errors import InputError
 
 
 class CheckedFilesDataModule(TorchvisionDataModule):
     """A dataset read from official files listed with their md5 sums in :meth:`files`."""
 
-    def files(self) -> list[tuple[str, str]]:
-        """``(name relative to raw_folder(), md5)`` of every file :meth:`read` needs."""
+    def md5_sums(self) -> dict[str, str]:
+        """``{file name: md5}`` of the official files, as torchvision lists them."""
         raise NotImplementedError
+
+    def files(self) -> list[tuple[str, str]]:
+        """``(name relative to raw_folder(), md5)`` of every file :meth:`read` needs.
+
+        The names are :data:`dlexp.data_files.LAYOUTS`'s, the md5 sums torchvision's.
+        """
+        md5 = self.md5_sums()
+        return [(name, md5[name]) for name in self.expected_files]
 
     def fetch(self) -> None:
         """Download the missing files into :meth:`raw_folder` (torchvision's downloader)."""
@@ -33,16 +42,9 @@ class CheckedFilesDataModule(TorchvisionDataModule):
         """Read the train and test splits from the files in ``folder``."""
         raise NotImplementedError
 
-    @property
-    def expected_files(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.files())
-
-    def expected_text(self) -> str:
-        return ", ".join(self.expected_files)
-
     def load(self) -> RawData:
         folder = self.raw_folder()
-        if any(not (folder / name).is_file() for name, _ in self.files()):
+        if missing_files(self.cfg.name, self.cfg.root):
             if not self.cfg.download:
                 raise self.missing_error("download is off (data.download=false)")
             try:

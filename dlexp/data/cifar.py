@@ -21,13 +21,9 @@ class CIFARDataModule(CheckedFilesDataModule):
     the classes.
     """
 
-    def raw_folder(self) -> Path:
-        return Path(self.cfg.root).expanduser() / self.dataset_cls().base_folder
-
-    def files(self) -> list[tuple[str, str]]:
+    def md5_sums(self) -> dict[str, str]:
         cls = self.dataset_cls()
-        meta = (cls.meta["filename"], cls.meta["md5"])
-        return [(n, md5) for n, md5 in cls.train_list + cls.test_list] + [meta]
+        return {**dict(cls.train_list + cls.test_list), cls.meta["filename"]: cls.meta["md5"]}
 
     def fetch(self) -> None:
         self.dataset_cls()(str(Path(self.cfg.root).expanduser()), train=True, download=True)

@@ -14,6 +14,7 @@ import torch
 from dlexp.data.base import ImageDataModule, RawData, Split, stratified_split
 from dlexp.data.registry import register_data
 from dlexp.data.torchvision_sets import one_line
+from dlexp.data_files import check_image_folder
 from dlexp.errors import InputError
 
 
@@ -48,9 +49,11 @@ class ImageFolderDataModule(ImageDataModule):
     def _read(self, key: str, root: str) -> tuple[Split, list[str]]:
         from torchvision.datasets import ImageFolder
 
+        try:
+            check_image_folder(key, root)  # a folder with class sub-folders, as the config check
+        except ConfigError as exc:
+            raise InputError(str(exc)) from None
         folder = Path(root).expanduser()
-        if not folder.is_dir():
-            raise InputError(f"{key}={root}: no such folder (expected <class name>/<images>)")
         try:
             dataset = ImageFolder(str(folder), loader=self._loader_for_file)
         except (FileNotFoundError, OSError) as exc:  # no class folders, or no images in them

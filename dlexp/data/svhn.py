@@ -21,12 +21,8 @@ class SVHNDataModule(CheckedFilesDataModule):
 
     dataset_cls_name = "SVHN"
 
-    def raw_folder(self) -> Path:
-        return Path(self.cfg.root).expanduser() / "SVHN"
-
-    def files(self) -> list[tuple[str, str]]:
-        splits = self.dataset_cls().split_list
-        return [(splits[s][1], splits[s][2]) for s in ("train", "test")]
+    def md5_sums(self) -> dict[str, str]:
+        return {name: md5 for _, name, md5 in self.dataset_cls().split_list.values()}
 
     def fetch(self) -> None:
         for split in ("train", "test"):
