@@ -15,7 +15,7 @@ from dlexp.data.base import ImageDataModule, RawData, Split, stratified_split
 from dlexp.data.registry import register_data
 from dlexp.data.torchvision_sets import one_line
 from dlexp.data_files import check_image_folder
-from dlexp.errors import InputError
+from dlexp.errors import ConfigError, InputError
 
 
 @register_data("imagefolder")
