@@ -205,7 +205,7 @@ def probe(tmp_path: Path, *args: str) -> tuple[int, list[str], str]:
         (["train", "model=resnet999"], 2, "model=resnet999: no such option in group 'model'"),
         (["train", "model.dropout=2"], 2, "model.dropout=2: must be a rate in [0, 1)"),
         (["train", "optimizer.lr=abc"], 2, "optimizer.lr=abc: optimizer.lr must be a number"),
-        (["train", "seed=-1"], 2, "seed=-1: must be >= 0"),
+        (["train", "seed=-1"], 2, "seed=-1: must be a number in [0, 4294967296)"),
         (["train", "scheduler=multistep", "trainer.max_epochs=5"], 2, "scheduler.milestones="),
         (["train", "data=mnist", "data.root={tmp}/none", "data.download=false"], 2,
          "data.root={tmp}/none: MNIST not found in {tmp}/none/MNIST/raw"),

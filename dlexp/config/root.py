@@ -121,6 +121,10 @@ def to_config(cfg: DictConfig, *, check: bool = True) -> Config:
                 typed[group] = OmegaConf.merge(
                     OmegaConf.structured(_schema_of(group, cfg[group])), cfg[group]
                 )
+        callbacks = cfg.get("callbacks") or {}
+        for name, schema in CALLBACK_SCHEMAS.items():  # the documented callbacks, by entry name
+            if isinstance(callbacks.get(name), DictConfig):
+                callbacks[name] = OmegaConf.merge(OmegaConf.structured(schema), callbacks[name])
         rest = {k: v for k, v in cfg.items() if k not in GROUP_SCHEMAS and k != "hydra"}
         cfg = OmegaConf.merge(typed, rest)
     config = OmegaConf.to_object(cfg)
