@@ -109,12 +109,14 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
-    from dlexp.preflight import explain
+    from dlexp.preflight import explain, quoting_hint
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as exc:
-        raise InputError(f"{exc.override}: cannot parse this override") from None
+        raise InputError(
+            f"{exc.override}: cannot parse this override{quoting_hint(exc.override)}"
+        ) from None
     for override in parsed:
         key, line = override.key_or_group, override.input_line
         if override.is_sweep_override() or override.is_delete() or override.is_add():

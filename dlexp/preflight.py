@@ -11,9 +11,10 @@ values set, as Hydra would set them; one that picks other options of a group is 
 from __future__ import annotations
 
 import copy
+import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -42,6 +43,7 @@ class CheckedCommand:
     configs: list[DictConfig]
     multirun: bool
     grid: bool = False
+    home_dirs: list[str] = field(default_factory=list)  # see home_dir_overrides
 
 
 def check_command_line(
@@ -56,7 +58,11 @@ def check_command_line(
     ``multirun`` is the command line's ``-m``; a config may also set ``hydra.mode: MULTIRUN``
     (e.g. an ``hparams_search`` file). Raises :class:`~dlexp.errors.DlexpError` subclasses.
     """
-    extra = [f"hydra.searchpath=[file://{Path(config_dir).resolve()}]"] if config_dir else []
+    extra = (
+        [f"hydra.searchpath=[file://{Path(config_dir).expanduser().resolve()}]"]
+        if config_dir
+        else []
+    )
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF_DIR), version_base=None, job_name="train"):
         loader = GlobalHydra.instance().config_loader()
@@ -66,6 +72,7 @@ def check_command_line(
         except OverrideParseException as exc:
             raise InputError(
                 f"{exc.override}: cannot parse this override ({_first(exc.message)})"
+                + quoting_hint(exc.override)
             ) from None
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
         swept = [o for o in parsed if o.is_sweep_override()]
@@ -90,7 +97,52 @@ def check_command_line(
             configs.append(_validated(cfg))
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         check_writable(key, OmegaConf.select(base, key))
-        return CheckedCommand(configs, multirun, grid=multirun and _is_grid(base))
+        return CheckedCommand(
+            configs, multirun, grid=multirun and _is_grid(base), home_dirs=home_dir_overrides(base)
+        )
+
+
+def quoting_hint(override: str) -> str:
+    """Advice for an override Hydra cannot parse because of a ``~`` in its value.
+
+    Hydra's override grammar takes ``~`` only at the start of an override (``~key``
+    deletes a key) or inside a quoted value; bash leaves ``data.root=~/x`` as it is (a
+    dotted key is no variable name), so the ``~`` reaches Hydra, which rejects it.
+    """
+    key, sep, value = override.partition("=")
+    if not sep or "~" not in value or value[:1] in ("'", '"'):
+        return ""
+    if "," in value or '"' in value:
+        return "; Hydra takes ~ only inside a quoted value (or write $HOME instead of ~)"
+    return (
+        "; Hydra takes ~ only inside a quoted value: write "
+        f"'{key}=\"{value}\"' (or $HOME instead of ~)"
+    )
+
+
+def home_dir_overrides(cfg: DictConfig) -> list[str]:
+    """``hydra.run.dir`` / ``hydra.sweep.dir`` overrides with a leading ``~`` expanded.
+
+    Hydra creates these directories as written: ``hydra.run.dir="~/runs/a"`` would make a
+    folder named ``~`` in the working directory. Only the ``~`` (or ``~user``) is replaced;
+    the rest of the value, interpolations included, is given back to Hydra as it was.
+    """
+    overrides = []
+    for key in ("hydra.run.dir", "hydra.sweep.dir"):
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent)
+        if not isinstance(node, DictConfig):
+            continue
+        raw = OmegaConf.to_container(node, resolve=False).get(leaf)
+        if not isinstance(raw, str) or not raw.startswith("~"):
+            continue
+        head, sep, rest = raw.partition("/")
+        home = os.path.expanduser(head)
+        value = home + sep + rest
+        quote = "'" if "'" not in value else '"'
+        if home != head and quote not in value:
+            overrides.append(f"{key}={quote}{value}{quote}")
+    return overrides
 
 
 def check_writable(key: str, directory: str) -> None:
