@@ -97,7 +97,7 @@ def train_command(args: list[str]) -> int:
 
     register_configs()
     new_run_id()
-    args = _expand_resume(args)
+    args = _expand_config_dir(_expand_resume(args))
     if any(flag in args for flag in _HYDRA_INFO_FLAGS):
         _run_hydra(args, lambda cfg: None)
         return EXIT_OK
@@ -116,6 +116,7 @@ def train_command(args: list[str]) -> int:
     check_buildable(checked.configs)
     if checked.grid and not any(a.startswith("hydra/sweeper=") for a in args):
         args = [*args, "hydra/sweeper=grid"]  # every job is checked: Hydra need not compose twice
+    args = [*args, *checked.home_dirs]  # Hydra would create a folder named ~
     from dlexp.reports.hydra_callback import SweepSummary
 
     SweepSummary.last_rows = []
@@ -165,6 +166,18 @@ def _expand_resume(args: list[str]) -> list[str]:
     ]
     rest = [a for a in args if not a.startswith("resume=")]
     return [*own, *rest, f"hydra.run.dir={run_dir}", f"resume={run_dir}"]
+
+
+def _expand_config_dir(args: list[str]) -> list[str]:
+    """``--config-dir``/``-cd`` with ``~`` expanded (Hydra takes the path as written)."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        flag, eq, value = arg.partition("=")
+        if eq and flag in ("--config-dir", "-cd") and value.startswith("~"):
+            out[i] = f"{flag}={Path(value).expanduser()}"
+        elif arg in ("--config-dir", "-cd") and i + 1 < len(out) and out[i + 1].startswith("~"):
+            out[i + 1] = str(Path(out[i + 1]).expanduser())
+    return out
 
 
 def resume_sweep_command(args: list[str]) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ class CheckedCommand:
     configs: list[Config]
     multirun: bool
     grid: bool = False
+    home_dirs: list[str] = field(default_factory=list)  # see home_dir_overrides
     by_overrides: dict[frozenset[str], Config] = field(default_factory=dict)
 
     def config_for(self, overrides: list[str]) -> Config | None:
@@ -71,7 +73,11 @@ def check_command_line(
     (e.g. an ``hparams_search`` file). ``files``: also check that the files the configs
     name exist. Raises :class:`~dlexp.errors.DlexpError` subclasses.
     """
-    extra = [f"hydra.searchpath=[file://{Path(config_dir).resolve()}]"] if config_dir else []
+    extra = (
+        [f"hydra.searchpath=[file://{Path(config_dir).expanduser().resolve()}]"]
+        if config_dir
+        else []
+    )
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF_DIR), version_base=None, job_name="train"):
         loader = GlobalHydra.instance().config_loader()
@@ -102,7 +108,33 @@ def check_command_line(
             checked.by_overrides[frozenset(job)] = config
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         check_writable(key, OmegaConf.select(base, key))
+        checked.home_dirs = home_dir_overrides(base)
         return checked
+
+
+def home_dir_overrides(cfg: DictConfig) -> list[str]:
+    """``hydra.run.dir`` / ``hydra.sweep.dir`` overrides with a leading ``~`` expanded.
+
+    Hydra creates these directories as written: ``hydra.run.dir="~/runs/a"`` would make a
+    folder named ``~`` in the working directory. Only the ``~`` (or ``~user``) is replaced;
+    the rest of the value, interpolations included, is given back to Hydra as it was.
+    """
+    overrides = []
+    for key in ("hydra.run.dir", "hydra.sweep.dir"):
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent)
+        if not isinstance(node, DictConfig):
+            continue
+        raw = OmegaConf.to_container(node, resolve=False).get(leaf)
+        if not isinstance(raw, str) or not raw.startswith("~"):
+            continue
+        head, sep, rest = raw.partition("/")
+        home = os.path.expanduser(head)
+        value = home + sep + rest
+        quote = "'" if "'" not in value else '"'
+        if home != head and quote not in value:
+            overrides.append(f"{key}={quote}{value}{quote}")
+    return overrides
 
 
 def check_writable(key: str, directory: str) -> None:

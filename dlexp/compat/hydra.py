@@ -70,6 +70,7 @@ __all__ = [
     "hydra_args_parser",
     "node_is_none",
     "parse_overrides",
+    "quoting_hint",
 ]
 
 
@@ -102,7 +103,27 @@ def parse_overrides(lines: Sequence[str], config_loader: Any = None) -> list[Ove
         return OverridesParser.create(config_loader=config_loader).parse_overrides(list(lines))
     except OverrideParseException as exc:
         reason = _first(exc.message)
-        raise InputError(f"{exc.override}: cannot parse this override ({reason})") from None
+        raise InputError(
+            f"{exc.override}: cannot parse this override ({reason}){quoting_hint(exc.override)}"
+        ) from None
+
+
+def quoting_hint(override: str) -> str:
+    """Advice for an override Hydra cannot parse because of a ``~`` in its value.
+
+    Hydra's override grammar takes ``~`` only at the start of an override (``~key``
+    deletes a key) or inside a quoted value; bash leaves ``data.root=~/x`` as it is (a
+    dotted key is no variable name), so the ``~`` reaches Hydra, which rejects it.
+    """
+    key, sep, value = override.partition("=")
+    if not sep or "~" not in value or value[:1] in ("'", '"'):
+        return ""
+    if "," in value or '"' in value:
+        return "; Hydra takes ~ only inside a quoted value (or write $HOME instead of ~)"
+    return (
+        "; Hydra takes ~ only inside a quoted value: write "
+        f"'{key}=\"{value}\"' (or $HOME instead of ~)"
+    )
 
 
 def apply_value_overrides(overrides: Sequence[Override], cfg: DictConfig) -> None:

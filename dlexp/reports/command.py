@@ -10,7 +10,7 @@ from dlexp.errors import EXIT_OK, ArgumentParser, ConfigError
 def report_command(args: list[str]) -> int:
     """``dlexp report <sweep dir | run dirs…>``: summary, seed groups, plots and report.md."""
     parser = ArgumentParser(prog="dlexp report", description=report_command.__doc__)
-    parser.add_argument("paths", nargs="+", type=Path, help="a sweep dir or run dirs")
+    parser.add_argument("paths", nargs="+", type=_user_path, help="a sweep dir or run dirs")
     parser.add_argument(
         "--metric",
         default="test/acc",
@@ -18,7 +18,7 @@ def report_command(args: list[str]) -> int:
     )
     parser.add_argument(
         "--out",
-        type=Path,
+        type=_user_path,
         default=None,
         help="where to write (default: the sweep dir; for several paths a new "
         "outputs/reports/<date>_<time>_<id> dir)",
@@ -38,3 +38,8 @@ def report_command(args: list[str]) -> int:
     path = build_report(parsed.paths, parsed.out, parsed.metric, parsed.target)
     print(f"report: {path}")
     return EXIT_OK
+
+
+def _user_path(text: str) -> Path:
+    """A path argument with ``~`` expanded (a quoted ``'~/x'`` reaches dlexp unexpanded)."""
+    return Path(text).expanduser()
