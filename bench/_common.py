@@ -44,6 +44,17 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
+def official_files(source: Path, names: list[str]) -> dict[str, list[Path]]:
+    """The ``.gz`` files of each dlexp data name under ``source``; exit 2 if one has none."""
+    found = {}
+    for name in names:
+        raw = source / SOURCES[name] / "raw"
+        found[name] = sorted(raw.glob("*.gz")) if raw.is_dir() else []
+        if not found[name]:
+            fail(f"no {SOURCES[name]}/raw/*.gz under {source} (--data / ${DATA_ENV})")
+    return found
+
+
 def linked_data_root(source: Path, names: list[str], root: Path) -> Path:
     """A writable data root under ``root`` whose ``<NAME>/raw`` links the files in ``source``.
 
@@ -51,13 +62,8 @@ def linked_data_root(source: Path, names: list[str], root: Path) -> Path:
     folder in place; the links keep the official files untouched. ``names`` are dlexp data
     names (``mnist``, ``fashion_mnist``).
     """
-    for name in names:
-        folder = SOURCES[name]
-        raw = source / folder / "raw"
-        files = sorted(raw.glob("*.gz")) if raw.is_dir() else []
-        if not files:
-            fail(f"no {folder}/raw/*.gz under {source} (--data / ${DATA_ENV})")
-        target = root / folder / "raw"
+    for name, files in official_files(source, names).items():
+        target = root / SOURCES[name] / "raw"
         target.mkdir(parents=True)
         for f in files:
             (target / f.name).symlink_to(f.resolve())
