@@ -12,13 +12,19 @@ side in one process, and prints the fastest epoch of each (training + validation
 * ``torchvision loader``: the textbook pipeline, hand-written: ``torchvision.datasets.MNIST``
   with ``ToTensor`` and ``Normalize`` per image, through a DataLoader (0 workers).
 
-Targets (issue 7): memory >= 5x faster than the DataLoader path, and within 1.2x of the
+Targets: the memory path >= 5x faster than the DataLoader path, and within 1.2x of the
 hand-written loop. dlexp's own DataLoader path already serves decoded uint8 tensors and
 normalizes whole batches inside the model, so the per-image PIL conversion that makes the
 textbook pipeline slow is gone from both of dlexp's paths; the 5x is therefore measured
-against the torchvision pipeline too, and both ratios are printed. MNIST comes from
-``../shared/data/MNIST/raw`` (or ``--raw``). Usage:
-    python bench/data_path.py [--epochs 2] [--augment none] [--raw DIR]
+against the torchvision pipeline too, and both ratios are printed (a ratio "A / B" above 1
+means A takes that many times B's time per epoch).
+
+The four are measured one after the other in one process (fastest of ``--epochs`` epochs
+each), so a drift in the machine's speed between them shows in the ratios; run it twice if
+they matter. MNIST is read from ``--data DIR`` or ``$DLEXP_DATA`` (DIR/MNIST/raw/*.gz, the
+official files, never written: dlexp and torchvision unpack them in a temporary folder of
+links); all runs write into a temporary directory. Usage:
+    python bench/data_path.py --data DIR [--epochs 2] [--augment none]
 """
 
 from __future__ import annotations
@@ -29,19 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def data_root(raw: Path, tmp: Path) -> Path:
-    """A writable data root whose MNIST/raw links to the read-only official files."""
-    target = tmp / "data" / "MNIST" / "raw"
-    target.mkdir(parents=True)
-    for f in raw.iterdir():
-        (target / f.name).symlink_to(f.resolve())
-    return tmp / "data"
+from _common import add_data_option, composed, data_dir, linked_data_root, working_dir
 
 
 def dlexp_epoch_seconds(root: Path, loader: str, epochs: int, augment: str, tmp: Path) -> float:
@@ -49,22 +43,23 @@ def dlexp_epoch_seconds(root: Path, loader: str, epochs: int, augment: str, tmp:
     from dlexp.cli import main
 
     run_dir = tmp / f"run_{loader}"
-    code = main(
-        [
-            "train",
-            f"hydra.run.dir={run_dir}",
-            "data=mnist",
-            f"data.root={root}",
-            f"data.loader={loader}",
-            "model=mlp",
-            f"augment={augment}",
-            f"trainer.max_epochs={epochs}",
-            "trainer.enable_progress_bar=false",
-            "trainer.enable_model_summary=false",
-            "trainer.accelerator=cpu",
-            "logger=csv",
-        ]
-    )
+    with working_dir(tmp):
+        code = main(
+            [
+                "train",
+                f"hydra.run.dir={run_dir}",
+                "data=mnist",
+                f"data.root={root}",
+                f"data.loader={loader}",
+                "model=mlp",
+                f"augment={augment}",
+                f"trainer.max_epochs={epochs}",
+                "trainer.enable_progress_bar=false",
+                "trainer.enable_model_summary=false",
+                "trainer.accelerator=cpu",
+                "logger=csv",
+            ]
+        )
     assert code == 0, f"dlexp train exited with {code}"
     with open(run_dir / "epochs.csv", newline="") as f:
         return min(float(row["seconds"]) for row in csv.DictReader(f))
@@ -72,17 +67,15 @@ def dlexp_epoch_seconds(root: Path, loader: str, epochs: int, augment: str, tmp:
 
 def hand_written_epoch_seconds(root: Path, epochs: int) -> float:
     """The fastest epoch of a plain in-memory PyTorch loop on the same splits, model, recipe."""
+    import torch
     from hydra.utils import instantiate
 
-    from dlexp.config import register_configs
     from dlexp.data import build_datamodule
     from dlexp.loss import ClassificationLoss
     from dlexp.models import build_model
-    from dlexp.preflight import check_command_line
     from dlexp.schedulers import scheduler_factory
 
-    register_configs()
-    cfg = check_command_line(["data=mnist", f"data.root={root}", "model=mlp"]).configs[0]
+    cfg = composed(["data=mnist", f"data.root={root}", "model=mlp"])
     dm = build_datamodule(cfg.data, seed=42)
     dm.setup("fit")
     torch.manual_seed(42)
@@ -123,15 +116,14 @@ def hand_written_epoch_seconds(root: Path, epochs: int) -> float:
 
 def torchvision_epoch_seconds(root: Path, epochs: int) -> float:
     """The fastest epoch of the textbook loop: torchvision's MNIST, transforms per image."""
+    import torch
+    import torch.nn.functional as F
     from torch.utils.data import DataLoader, random_split
     from torchvision import datasets, transforms
 
-    from dlexp.config import register_configs
     from dlexp.models import build_model
-    from dlexp.preflight import check_command_line
 
-    register_configs()
-    cfg = check_command_line(["data=mnist", f"data.root={root}", "model=mlp"]).configs[0]
+    cfg = composed(["data=mnist", f"data.root={root}", "model=mlp"])
     to_input = transforms.Compose(
         [transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]
     )
@@ -160,15 +152,18 @@ def torchvision_epoch_seconds(root: Path, epochs: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="\n".join(__doc__.splitlines()[2:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--epochs", type=int, default=2, help="fastest of this many epochs")
     parser.add_argument("--augment", default="none", help="augment level for both dlexp paths")
-    parser.add_argument(
-        "--raw", type=Path, default=REPO.parent / "shared" / "data" / "MNIST" / "raw"
-    )
+    add_data_option(parser)
     args = parser.parse_args()
+    source = data_dir(args, "real MNIST")
     with tempfile.TemporaryDirectory() as tmp:
-        root = data_root(args.raw, Path(tmp))
+        root = linked_data_root(source, ["mnist"], Path(tmp) / "data")
         hand = hand_written_epoch_seconds(root, args.epochs)
         print(f"hand-written: {hand:.2f} s/epoch", flush=True)
         memory = dlexp_epoch_seconds(root, "memory", args.epochs, args.augment, Path(tmp))
@@ -176,6 +171,8 @@ def main() -> None:
         loader = dlexp_epoch_seconds(root, "dataloader", args.epochs, args.augment, Path(tmp))
         print(f"dlexp dataloader: {loader:.2f} s/epoch", flush=True)
         textbook = torchvision_epoch_seconds(root, args.epochs)
+    import torch
+
     print(
         f"MNIST, model=mlp, batch 128, augment={args.augment}, fastest of {args.epochs} epochs "
         f"(train + val), torch threads {torch.get_num_threads()}"

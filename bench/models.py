@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-import torchvision
-from torch import nn
-
-from dlexp.models import MODELS, build_model, default_config
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 BATCH, SIZE, CLASSES = 64, 32, 10
 MIN_RATIO = 0.98
@@ -32,6 +30,10 @@ MIN_RATIO = 0.98
 
 def torchvision_twin(name: str, cfg: dict) -> nn.Module | None:
     """torchvision's network with the configuration of dlexp's default ``name`` model."""
+    import torchvision
+
+    from dlexp.models import MODELS
+
     arch = MODELS[name].torchvision_arch_for(cfg["norm"])
     if arch is None:
         return None
@@ -48,6 +50,8 @@ CLOCK = time.perf_counter  # time.process_time with one thread (see main)
 
 def step_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Seconds of one forward + backward pass."""
+    import torch.nn.functional as F
+
     start = CLOCK()
     model.zero_grad(set_to_none=False)  # reuse the gradient buffers: no allocator noise
     F.cross_entropy(model(x), y).backward()
@@ -61,6 +65,10 @@ def bench(name: str, seconds: float, min_rounds: int) -> tuple[str, int, float, 
     least ``min_rounds`` times; the best step time of each model counts (as ``timeit``
     does: slower steps are other processes' noise).
     """
+    import torch
+
+    from dlexp.models import MODELS, build_model, default_config
+
     cfg = default_config(name)
     twin = torchvision_twin(name, cfg)
     size = SIZE
@@ -84,12 +92,20 @@ def bench(name: str, seconds: float, min_rounds: int) -> tuple[str, int, float, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="\n".join(__doc__.splitlines()[2:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--seconds", type=float, default=8, help="timing budget per model")
     parser.add_argument("--min-rounds", type=int, default=4, help="timed steps per model, at least")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's)")
     parser.add_argument("--models", default="", help="comma-separated names (default: all)")
     args = parser.parse_args(argv)
+    import torch
+
+    from dlexp.models import MODELS
+
     global CLOCK
     if args.threads:
         torch.set_num_threads(args.threads)

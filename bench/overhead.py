@@ -1,4 +1,4 @@
-"""dlexp's training speed against a hand-written PyTorch loop (issue 7, 4a). Target >= 0.95.
+"""dlexp's training speed against a hand-written PyTorch loop, as a ratio. Target >= 0.95.
 
 Both sides train the same model (built by dlexp), on the same batches (dlexp's data module),
 with the same optimizer, learning-rate schedule, loss (label smoothing), batch size and
@@ -7,11 +7,18 @@ every epoch as any training script does; the loop also counts its training accur
 counts the training steps over the time of the epochs (training plus validation). Each
 repeat runs hand, dlexp, dlexp, hand (this machine's speed drifts by 10-30 % within
 minutes), and the ratio dlexp / hand-written loop is printed per workload, as the median
-over the repeats.
+over the repeats with every repeat's ratio: 1.0 means dlexp trains as fast as the loop,
+0.9 that it takes 1/0.9 = 1.11x the loop's time.
 
-Workloads: LeNet-5 on MNIST (a subset, from ``--mnist-root``, or skipped when absent) and
-ResNet-20 on CIFAR-shaped data (random images written as CIFAR-10 batch files). Usage:
-    python bench/overhead.py [--repeats 3] [--epochs 2] [--mnist-root ../shared/data]
+Workloads (``--workloads``, both by default):
+
+* ``lenet5-mnist``: LeNet-5 on a subset of real MNIST, read from ``--data DIR`` or
+  ``$DLEXP_DATA`` (DIR/MNIST/raw/*.gz, never written: unpacked in a temporary folder of links);
+* ``resnet20-cifar``: ResNet-20 on CIFAR-shaped data (random images written as CIFAR-10
+  batch files in a temporary folder; no data needed).
+
+All runs write into a temporary directory. Usage:
+    python bench/overhead.py [--data DIR] [--repeats 3] [--epochs 2] [--workloads ...]
 """
 
 from __future__ import annotations
@@ -25,10 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+from _common import add_data_option, composed, data_dir, linked_data_root, working_dir
 
+WORKLOADS = ("lenet5-mnist", "resnet20-cifar")
 QUIET = [
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
@@ -39,6 +45,8 @@ QUIET = [
 
 def fake_cifar10(root: Path, train: int, test: int) -> Path:
     """Random uint8 images in the official CIFAR-10 python format (``cifar-10-batches-py``)."""
+    import numpy as np
+
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -54,26 +62,6 @@ def fake_cifar10(root: Path, train: int, test: int) -> Path:
     meta = {"label_names": [f"class{i}" for i in range(10)]}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta))
     return root
-
-
-def linked_mnist(source: Path, root: Path) -> Path:
-    """A writable data root whose ``MNIST/raw`` links the official files in ``source``."""
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for f in (source / "MNIST" / "raw").iterdir():
-        (raw / f.name).symlink_to(f.resolve())
-    return root
-
-
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from dlexp.config import CONF_DIR, register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return hydra_compose("config", overrides=overrides)
 
 
 def dlexp_run(overrides: list[str], epochs: int) -> float:
@@ -94,7 +82,7 @@ def dlexp_run(overrides: list[str], epochs: int) -> float:
         assert code == 0, f"dlexp train failed ({code})"
         record = json.loads((run_dir / "metrics.json").read_text())
         seconds = [float(line.split(",")[-1]) for line in _rows(run_dir / "epochs.csv")]
-    batch = compose(overrides).data.batch_size
+    batch = composed(overrides).data.batch_size
     steps = math.ceil(record["data"]["train"] / batch) * epochs
     return steps / sum(seconds)
 
@@ -108,6 +96,8 @@ def _rows(path: Path) -> list[str]:
 def hand_run(overrides: list[str], epochs: int) -> float:
     """Training steps per second of a plain PyTorch loop on the same model and batches."""
     import pytorch_lightning as pl
+    import torch
+    import torch.nn.functional as F
     from hydra.utils import instantiate
 
     from dlexp.data import build_datamodule
@@ -115,7 +105,7 @@ def hand_run(overrides: list[str], epochs: int) -> float:
     from dlexp.models import build_model
     from dlexp.schedulers import scheduler_factory
 
-    cfg = compose([*overrides, *QUIET])
+    cfg = composed([*overrides, *QUIET])
     pl.seed_everything(cfg.seed, verbose=False)
     data = build_datamodule(cfg.data, seed=cfg.seed, augment=cfg.augment)
     data.setup("fit")
@@ -163,35 +153,43 @@ def hand_run(overrides: list[str], epochs: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="\n".join(__doc__.splitlines()[2:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--mnist-root", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
+    add_data_option(parser)
     parser.add_argument("--mnist-samples", type=int, default=20000, help="training images")
     parser.add_argument("--cifar-samples", type=int, default=4000, help="training images")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    if "lenet5-mnist" in args.workloads:
+        source = data_dir(args, "real MNIST (or --workloads resnet20-cifar)")
+    with tempfile.TemporaryDirectory() as tmp, working_dir(Path(tmp)):
         workloads = {}
-        if (args.mnist_root / "MNIST" / "raw").is_dir():
+        if "lenet5-mnist" in args.workloads:
             workloads["lenet5 / MNIST"] = [
                 "data=mnist",
-                f"data.root={linked_mnist(args.mnist_root, Path(tmp) / 'mnist')}",
+                f"data.root={linked_data_root(source, ['mnist'], Path(tmp) / 'mnist')}",
                 "data.download=true",  # the archives are there: unpacked, not fetched
                 f"data.train_samples={args.mnist_samples}",
                 "data.val_fraction=0.02",  # 1,200 images
                 "model=lenet5",
             ]
-        else:
-            print(f"(no MNIST in {args.mnist_root}: LeNet-5 workload skipped)")
-        cifar = fake_cifar10(Path(tmp) / "cifar", train=args.cifar_samples, test=500)
-        workloads["resnet20 / CIFAR-shaped"] = [
-            "data=cifar10",
-            f"data.root={cifar}",
-            "data.download=false",
-            "data.verify_md5=false",
-            "data.val_fraction=0.05",
-            "model=resnet20",
-        ]
+        if "resnet20-cifar" in args.workloads:
+            cifar = fake_cifar10(Path(tmp) / "cifar", train=args.cifar_samples, test=500)
+            workloads["resnet20 / CIFAR-shaped"] = [
+                "data=cifar10",
+                f"data.root={cifar}",
+                "data.download=false",
+                "data.verify_md5=false",
+                "data.val_fraction=0.05",
+                "model=resnet20",
+            ]
+        import torch
+
         print(f"threads: {torch.get_num_threads()}, epochs: {args.epochs}, repeats: {args.repeats}")
         for name, overrides in workloads.items():
             dlexp_run(overrides, 1)  # warm-up: imports, first-call allocations

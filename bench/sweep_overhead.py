@@ -1,4 +1,4 @@
-"""Per-job overhead of a sweep (issue 7, 4d). Target <= 0.5 s per job.
+"""Per-job overhead of a sweep: what each job costs beyond its training. Target <= 0.5 s.
 
 Runs ``dlexp train -m`` over 8 short jobs (8 seeds of a tiny LeNet-5 run on digits) in one
 process, as a user would, and compares the sweep's wall time with the sum of the jobs' own fit
@@ -6,7 +6,7 @@ times (first training step to the end of the last epoch, from ``metrics.json``/`
 The difference, minus the start-up of the process (measured as the time to the first job's
 first step), divided by the number of jobs, is what each job costs beyond its training:
 composing, building data and model, the Trainer, testing, writing records, the summary.
-Usage:
+Needs no data files; the sweep runs in a temporary directory. Usage:
     python bench/sweep_overhead.py [--jobs 8] [extra overrides...]
 """
 
@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import child_env
+
 SHORT = [
     "trainer.max_epochs=1",
     "trainer.limit_train_batches=5",
@@ -31,7 +33,11 @@ SHORT = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="\n".join(__doc__.splitlines()[2:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--jobs", type=int, default=8)
     args, overrides = parser.parse_known_args()
     seeds = ",".join(str(s) for s in range(args.jobs))
@@ -45,6 +51,8 @@ def main() -> None:
             ],
             check=True,
             capture_output=True,
+            cwd=tmp,
+            env=child_env(),
         )
         wall = time.time() - started
         records = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]

@@ -1,4 +1,4 @@
-"""Time-to-accuracy of dlexp's recipes (issue 7, part 5), each run a real ``dlexp train``.
+"""Time to accuracy of dlexp's recipes, each run a real ``dlexp train`` process.
 
 Targets, checked and printed side by side with the figures measured:
 
@@ -6,11 +6,15 @@ Targets, checked and printed side by side with the figures measured:
   test accuracy in <= 15 s of wall time for the whole process;
 * ``mnist``: LeNet-5 on real MNIST reaches >= 99.0 % test accuracy within 3 epochs;
 * ``fashion``: a small CNN (LeNet-5 with BatchNorm, 62 k parameters) on Fashion-MNIST reaches
-  >= 91 % test accuracy (``augment=basic``: crop and flip; 30 epochs).
+  >= 91 % test accuracy (``augment=basic``: crop and flip; 30 epochs, several minutes).
 
-MNIST and Fashion-MNIST are read from ``../shared/data/{MNIST,FashionMNIST}/raw`` through a
-writable data root of links. Usage:
-    python bench/time_to_accuracy.py [--only digits mnist fashion] [--fashion-epochs 30]
+Each row prints the test accuracy, the epochs run and the wall seconds of the whole process
+(launch to exit), and whether its target is met. ``mnist`` and ``fashion`` need the official
+files: ``--data DIR`` or ``$DLEXP_DATA``, DIR holding ``MNIST/raw/*.gz`` and
+``FashionMNIST/raw/*.gz`` (never written: dlexp unpacks them in a temporary folder of
+links); ``--only digits`` needs none. Every run writes into a temporary directory. Usage:
+    python bench/time_to_accuracy.py [--data DIR] [--only digits mnist fashion]
+        [--fashion-epochs 30] [extra overrides...]
 """
 
 from __future__ import annotations
@@ -23,8 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared" / "data"
+from _common import (
+    SOURCES,
+    add_data_option,
+    child_env,
+    data_dir,
+    linked_data_root,
+    official_files,
+)
 
 # recipe overrides on top of the defaults (data.loader=memory, Adam, OneCycle to 0.005,
 # label smoothing 0.1)
@@ -37,18 +47,14 @@ RECIPES = {
         "small CNN",
     ),
 }
-SOURCES = {"mnist": "MNIST", "fashion": "FashionMNIST"}
+DATA = {"mnist": "mnist", "fashion": "fashion_mnist"}  # task -> dlexp data name
 
 
-def link_data(name: str, tmp: Path) -> list[str]:
+def link_data(name: str, source: Path | None, tmp: Path) -> list[str]:
     """``data.root`` overrides pointing at links to the read-only official files."""
-    if name not in SOURCES:
+    if name not in DATA:
         return []
-    target = tmp / "data" / SOURCES[name] / "raw"
-    target.mkdir(parents=True)
-    for f in (SHARED / SOURCES[name] / "raw").iterdir():
-        (target / f.name).symlink_to(f.resolve())
-    return [f"data.root={tmp / 'data'}"]
+    return [f"data.root={linked_data_root(source, [DATA[name]], tmp / 'data')}"]
 
 
 def run(overrides: list[str], tmp: Path) -> dict:
@@ -58,7 +64,7 @@ def run(overrides: list[str], tmp: Path) -> dict:
     subprocess.run(
         [sys.executable, "-m", "dlexp", "train", f"hydra.run.dir={run_dir}",
          "trainer.enable_progress_bar=false", *overrides],
-        check=True, capture_output=True, text=True, cwd=tmp,
+        check=True, capture_output=True, text=True, cwd=tmp, env=child_env(),
     )  # fmt: skip
     wall = time.time() - started
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -66,18 +72,31 @@ def run(overrides: list[str], tmp: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="\n".join(__doc__.splitlines()[2:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--only", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     parser.add_argument("--fashion-epochs", type=int, default=30)
+    add_data_option(parser)
     parser.add_argument("extra", nargs="*", help="overrides added to every run")
     args = parser.parse_args()
+    needs = [DATA[n] for n in args.only if n in DATA]
+    source = None
+    if needs:  # checked before the first run, not after minutes of training
+        layout = " and ".join(f"{SOURCES[n]}/raw/*.gz" for n in needs)
+        wanted = " and ".join(n for n in args.only if n in DATA)
+        source = data_dir(args, f"real data for {wanted} (or --only digits)", layout)
+        official_files(source, needs)
     print(f"{'task':<8} {'target':<16} {'test acc':>8} {'epochs':>6} {'wall s':>7}  met")
     for name in args.only:
         overrides, target, what = RECIPES[name]
         if name == "fashion":
             overrides = [*overrides, f"trainer.max_epochs={args.fashion_epochs}"]
         with tempfile.TemporaryDirectory() as tmp:
-            row = run([*overrides, *link_data(name, Path(tmp)), *args.extra], Path(tmp))
+            data = link_data(name, source, Path(tmp))
+            row = run([*overrides, *data, *args.extra], Path(tmp))
         met = row["acc"] >= target and (name != "digits" or row["wall"] <= 15)
         print(
             f"{name:<8} {f'>= {target:.3f}, {what}':<16} {row['acc']:>8.4f} {row['epochs']:>6} "
