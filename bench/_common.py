@@ -58,8 +58,9 @@ def official_files(source: Path, names: list[str]) -> dict[str, list[Path]]:
 def linked_data_root(source: Path, names: list[str], root: Path) -> Path:
     """A writable data root under ``root`` whose ``<NAME>/raw`` links the files in ``source``.
 
-    torchvision unpacks the ``.gz`` archives next to them, so dlexp cannot read a read-only
-    folder in place; the links keep the official files untouched. ``names`` are dlexp data
+    torchvision's MNIST unpacks the ``.gz`` archives next to them, so the textbook pipeline
+    cannot read a read-only folder in place (dlexp can); the links keep the official files
+    untouched. ``names`` are dlexp data
     names (``mnist``, ``fashion_mnist``).
     """
     for name, files in official_files(source, names).items():
@@ -80,15 +81,6 @@ def composed(overrides: list[str]):
 
     register_configs()
     return check_command_line(overrides).configs[0]
-
-
-def typed(node):
-    """``node`` as its config dataclass (``AugmentConfig``, ``DataConfig`` subclass, ...)."""
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(node, DictConfig):  # TODO(typed config): remove once configs[0] is typed
-        return OmegaConf.to_object(node)
-    return node
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import composed, typed
+from _common import composed
 
 LEVELS = ("none", "basic", "standard", "strong")  # dlexp.data.augment.AUGMENT_LEVELS
 
@@ -79,7 +79,7 @@ def main() -> None:
     modules = {}
     for level in LEVELS:
         cfg = composed([f"augment={level}", *data_overrides])
-        modules[level] = CIFARShaped(typed(cfg.data), seed=0, augment=typed(cfg.augment))
+        modules[level] = CIFARShaped(cfg.data, seed=0, augment=cfg.augment)
         modules[level].setup("fit")
     print(
         f"training data.loader={args.loader}, {args.images} images of 3x32x32 uint8, "

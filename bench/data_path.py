@@ -70,10 +70,10 @@ def hand_written_epoch_seconds(root: Path, epochs: int) -> float:
     import torch
     from hydra.utils import instantiate
 
+    from dlexp.config.scheduler import scheduler_factory
     from dlexp.data import build_datamodule
     from dlexp.loss import ClassificationLoss
     from dlexp.models import build_model
-    from dlexp.schedulers import scheduler_factory
 
     cfg = composed(["data=mnist", f"data.root={root}", "model=mlp"])
     dm = build_datamodule(cfg.data, seed=42)
@@ -87,7 +87,7 @@ def hand_written_epoch_seconds(root: Path, epochs: int) -> float:
     vx, vy = dm.val_split.images, dm.val_split.labels
     batch = cfg.data.batch_size
     steps = -(-len(y) // batch)
-    schedule = scheduler_factory(cfg.scheduler, max_epochs=epochs)(
+    schedule = scheduler_factory(cfg.scheduler)(
         optimizer, total_steps=steps * epochs, max_epochs=epochs
     )["scheduler"]  # the default OneCycle, stepped per batch
     best = float("inf")
@@ -163,14 +163,15 @@ def main() -> None:
     args = parser.parse_args()
     source = data_dir(args, "real MNIST")
     with tempfile.TemporaryDirectory() as tmp:
-        root = linked_data_root(source, ["mnist"], Path(tmp) / "data")
+        root = source  # read in place: dlexp reads the official .gz files without writing
         hand = hand_written_epoch_seconds(root, args.epochs)
         print(f"hand-written: {hand:.2f} s/epoch", flush=True)
         memory = dlexp_epoch_seconds(root, "memory", args.epochs, args.augment, Path(tmp))
         print(f"dlexp memory: {memory:.2f} s/epoch", flush=True)
         loader = dlexp_epoch_seconds(root, "dataloader", args.epochs, args.augment, Path(tmp))
         print(f"dlexp dataloader: {loader:.2f} s/epoch", flush=True)
-        textbook = torchvision_epoch_seconds(root, args.epochs)
+        unpackable = linked_data_root(source, ["mnist"], Path(tmp) / "unpacked")
+        textbook = torchvision_epoch_seconds(unpackable, args.epochs)
     import torch
 
     print(

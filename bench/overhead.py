@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import add_data_option, composed, data_dir, linked_data_root, working_dir
+from _common import add_data_option, composed, data_dir, working_dir
 
 WORKLOADS = ("lenet5-mnist", "resnet20-cifar")
 QUIET = [
@@ -100,10 +100,10 @@ def hand_run(overrides: list[str], epochs: int) -> float:
     import torch.nn.functional as F
     from hydra.utils import instantiate
 
+    from dlexp.config.scheduler import scheduler_factory
     from dlexp.data import build_datamodule
     from dlexp.loss import ClassificationLoss
     from dlexp.models import build_model
-    from dlexp.schedulers import scheduler_factory
 
     cfg = composed([*overrides, *QUIET])
     pl.seed_everything(cfg.seed, verbose=False)
@@ -119,7 +119,7 @@ def hand_run(overrides: list[str], epochs: int) -> float:
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     criterion = ClassificationLoss(cfg.loss.label_smoothing)
     train_loader, val_loader = data.train_dataloader(), data.val_dataloader()
-    schedule = scheduler_factory(cfg.scheduler, max_epochs=epochs)
+    schedule = scheduler_factory(cfg.scheduler)
     schedule = schedule and schedule(
         optimizer, total_steps=len(train_loader) * epochs, max_epochs=epochs
     )
@@ -172,7 +172,8 @@ def main() -> None:
         if "lenet5-mnist" in args.workloads:
             workloads["lenet5 / MNIST"] = [
                 "data=mnist",
-                f"data.root={linked_data_root(source, ['mnist'], Path(tmp) / 'mnist')}",
+                f"data.root={source}",
+                "data.download=false",
                 "data.download=true",  # the archives are there: unpacked, not fetched
                 f"data.train_samples={args.mnist_samples}",
                 "data.val_fraction=0.02",  # 1,200 images

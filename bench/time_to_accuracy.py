@@ -32,7 +32,6 @@ from _common import (
     add_data_option,
     child_env,
     data_dir,
-    linked_data_root,
     official_files,
 )
 
@@ -50,11 +49,11 @@ RECIPES = {
 DATA = {"mnist": "mnist", "fashion": "fashion_mnist"}  # task -> dlexp data name
 
 
-def link_data(name: str, source: Path | None, tmp: Path) -> list[str]:
-    """``data.root`` overrides pointing at links to the read-only official files."""
+def data_overrides(name: str, source: Path | None) -> list[str]:
+    """``data.root`` at the official files, read in place (``download=false``)."""
     if name not in DATA:
         return []
-    return [f"data.root={linked_data_root(source, [DATA[name]], tmp / 'data')}"]
+    return [f"data.root={source}", "data.download=false"]
 
 
 def run(overrides: list[str], tmp: Path) -> dict:
@@ -95,7 +94,7 @@ def main() -> None:
         if name == "fashion":
             overrides = [*overrides, f"trainer.max_epochs={args.fashion_epochs}"]
         with tempfile.TemporaryDirectory() as tmp:
-            data = link_data(name, source, Path(tmp))
+            data = data_overrides(name, source)
             row = run([*overrides, *data, *args.extra], Path(tmp))
         met = row["acc"] >= target and (name != "digits" or row["wall"] <= 15)
         print(
