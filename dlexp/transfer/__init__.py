@@ -1,4 +1,4 @@
-"""Transfer learning (``conf/transfer/*.yaml``): initial weights and what trains.
+"""Transfer learning (``dlexp/conf/transfer/*.yaml``): initial weights and what trains.
 
 :func:`prepare_transfer` is the one call the training path makes: it loads the source into
 the freshly built model and returns the callbacks and the optimizer factory that carry out
@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
 from dlexp.transfer.config import POLICIES, TransferConfig
-from dlexp.transfer.policy import FreezePolicy, GroupedOptimizer, frozen_stages
-from dlexp.transfer.sources import load_source
+
+if TYPE_CHECKING:  # Lightning is imported by the functions that use it (see stages.py)
+    import pytorch_lightning as pl
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,16 @@ class TransferSetup:
     backbone: nn.Module | None = None  # set: the optimizer gets a separate backbone group
     lr_factor: float = 1.0
     record: dict[str, Any] = field(default_factory=dict)
+    # the parameters frozen now that a gradual unfreeze trains: in the optimizer from the start
+    later: Callable[[], list[nn.Parameter]] | None = None
 
     def optimizer(self, factory: Callable) -> Callable:
         """The optimizer factory to give the LightningModule (``cfg.optimizer``'s partial)."""
         if self.backbone is None:
             return factory
-        return GroupedOptimizer(factory, self.backbone, self.lr_factor)
+        from dlexp.transfer.policy import GroupedOptimizer
+
+        return GroupedOptimizer(factory, self.backbone, self.lr_factor, self.later)
 
 
 def prepare_transfer(
@@ -46,6 +50,9 @@ def prepare_transfer(
 ) -> TransferSetup:
     """Load ``cfg.source`` into ``model`` (a Classifier built from ``model_cfg``, the ``model``
     node) and set up the freeze policy."""
+    from dlexp.transfer.policy import FreezePolicy, frozen_stages
+    from dlexp.transfer.sources import load_source
+
     if cfg is None:
         return TransferSetup()
     if isinstance(cfg, DictConfig):
@@ -58,23 +65,24 @@ def prepare_transfer(
         record.update(load_source(cfg, model, model_cfg).as_dict())
     frozen = frozen_stages(model.backbone, cfg)
     callbacks: list[pl.Callback] = []
+    later = None
+    lr_factor = getattr(cfg, "backbone_lr_factor", 1.0)
     if frozen:
-        callbacks.append(
-            FreezePolicy(
-                [module for _, module in frozen],
-                train_bn=cfg.bn == "train",
-                unfreeze_at_epoch=cfg.unfreeze_at_epoch if cfg.name == "gradual" else None,
-                lr_factor=cfg.backbone_lr_factor,
-                lr_growth=cfg.lr_growth,
-            )
+        gradual = cfg.name == "gradual"
+        policy = FreezePolicy(
+            [module for _, module in frozen],
+            train_bn=getattr(cfg, "bn", "freeze") == "train",
+            unfreeze_at_epoch=cfg.unfreeze_at_epoch if gradual else None,
+            lr_factor=lr_factor,
+            lr_growth=cfg.lr_growth if gradual else 1.0,
         )
+        callbacks.append(policy)
+        later = policy.to_unfreeze
         record["frozen_stages"] = [name for name, _ in frozen]
-    grouped = bool(frozen) or cfg.backbone_lr_factor != 1.0
-    if cfg.backbone_lr_factor != 1.0:
-        record["backbone_lr_factor"] = cfg.backbone_lr_factor
-    return TransferSetup(
-        callbacks, model.backbone if grouped else None, cfg.backbone_lr_factor, record
-    )
+    grouped = bool(frozen) or lr_factor != 1.0
+    if lr_factor != 1.0:
+        record["backbone_lr_factor"] = lr_factor
+    return TransferSetup(callbacks, model.backbone if grouped else None, lr_factor, record, later)
 
 
 __all__ = ["TRANSFER_SCHEMAS", "TransferConfig", "TransferSetup", "prepare_transfer"]
