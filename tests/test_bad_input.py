@@ -164,8 +164,8 @@ BAD_COMMAND_LINES = [
     (["resume-sweep", "{run}"], "must be a sweep directory (with multirun.yaml)"),
     (["train", "transfer=finetune", "transfer.source={truncated}"], "truncated or corrupt"),
     (
-        ["train", "transfer=gradual", "transfer.source={run}"],
-        "scheduler=onecycle: must be none with transfer=gradual",
+        ["train", "transfer=gradual", "transfer.source={run}", "transfer.lr_growth=0.5"],
+        "transfer.lr_growth=0.5: must be >= 1",
     ),
     (
         ["train", "--config-dir", "{root}/userconf", "+experiment=broken"],

@@ -107,15 +107,15 @@ class LinearProbeConfig(FrozenBackboneConfig):
 @dataclass
 class FreezeStagesConfig(FrozenBackboneConfig):
     """``freeze_until``: the last frozen stage of the backbone, by name or index (negative:
-    from the end); ``dlexp models`` lists a model's stages."""
+    from the end); null: every stage but the last one with parameters."""
 
     name: str = "freeze_stages"
-    freeze_until: Any = -1
+    freeze_until: Any = None
 
     def check(self, key: str) -> None:
         super().check(key)
         value = self.freeze_until
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, str))):
             raise ConfigError(
                 f"{key}.freeze_until", value, "must be a stage index or a backbone stage name"
             )
@@ -123,8 +123,10 @@ class FreezeStagesConfig(FrozenBackboneConfig):
 
 @dataclass
 class GradualConfig(FrozenBackboneConfig):
-    """The backbone trains from ``unfreeze_at_epoch`` on, at ``backbone_lr_factor`` times
-    the head's rate, the factor growing by ``lr_growth`` each epoch up to 1."""
+    """The backbone trains from epoch ``unfreeze_at_epoch`` (0-based) on, at
+    ``backbone_lr_factor`` times the head's scheduled rate, times ``lr_growth``^k in the k-th
+    epoch after the unfreeze, never above the head's rate. Its param group is in the
+    optimizer from the start (frozen), so every schedule scales it with the head's."""
 
     name: str = "gradual"
     backbone_lr_factor: float = param(0.1, gt=0)

@@ -7,7 +7,6 @@ the freeze policy.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,11 +15,9 @@ import pytorch_lightning as pl
 from torch import nn
 
 from dlexp.config.model import ModelConfig
-from dlexp.config.transfer import TransferConfig
+from dlexp.config.transfer import FrozenBackboneConfig, GradualConfig, TransferConfig
 from dlexp.transfer.policy import FreezePolicy, GroupedOptimizer, frozen_stages
 from dlexp.transfer.sources import load_source
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,12 +28,14 @@ class TransferSetup:
     backbone: nn.Module | None = None  # set: the optimizer gets a separate backbone group
     lr_factor: float = 1.0
     record: dict[str, Any] = field(default_factory=dict)
+    # the parameters frozen now that a gradual unfreeze trains: in the optimizer from the start
+    later: Callable[[], list[nn.Parameter]] | None = None
 
     def optimizer(self, factory: Callable) -> Callable:
         """The optimizer factory to give the LightningModule (``cfg.optimizer``'s partial)."""
         if self.backbone is None:
             return factory
-        return GroupedOptimizer(factory, self.backbone, self.lr_factor)
+        return GroupedOptimizer(factory, self.backbone, self.lr_factor, self.later)
 
 
 def prepare_transfer(cfg: TransferConfig, model, model_cfg: ModelConfig) -> TransferSetup:
@@ -47,23 +46,22 @@ def prepare_transfer(cfg: TransferConfig, model, model_cfg: ModelConfig) -> Tran
         record.update(load_source(cfg, model, model_cfg).as_dict())
     frozen = frozen_stages(model.backbone, cfg)
     callbacks: list[pl.Callback] = []
+    later = None
+    lr_factor = cfg.backbone_lr_factor
     if frozen:
-        callbacks.append(
-            FreezePolicy(
-                [module for _, module in frozen],
-                train_bn=getattr(cfg, "bn", "train") == "train",
-                unfreeze_at_epoch=cfg.unfreeze_at_epoch if cfg.name == "gradual" else None,
-                lr_factor=cfg.backbone_lr_factor,
-                lr_growth=cfg.lr_growth,
-            )
+        assert isinstance(cfg, FrozenBackboneConfig)  # the policies that freeze stages
+        gradual = isinstance(cfg, GradualConfig)
+        policy = FreezePolicy(
+            [module for _, module in frozen],
+            train_bn=cfg.bn == "train",
+            unfreeze_at_epoch=cfg.unfreeze_at_epoch if gradual else None,
+            lr_factor=lr_factor,
+            lr_growth=cfg.lr_growth if gradual else 1.0,
         )
+        callbacks.append(policy)
+        later = policy.to_unfreeze
         record["frozen_stages"] = [name for name, _ in frozen]
-    grouped = bool(frozen) or cfg.backbone_lr_factor != 1.0
-    if cfg.backbone_lr_factor != 1.0:
-        record["backbone_lr_factor"] = cfg.backbone_lr_factor
-    return TransferSetup(
-        callbacks, model.backbone if grouped else None, cfg.backbone_lr_factor, record
-    )
-
-
-__all__ = ["TransferSetup", "prepare_transfer"]
+    grouped = bool(frozen) or lr_factor != 1.0
+    if lr_factor != 1.0:
+        record["backbone_lr_factor"] = lr_factor
+    return TransferSetup(callbacks, model.backbone if grouped else None, lr_factor, record, later)
