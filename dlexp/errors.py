@@ -43,6 +43,8 @@ class TrainingError(DlexpError):
 
 
 def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as written in YAML and on the command line
     if isinstance(value, str):
         return repr(value) if (" " in value or value == "") else value
     return repr(value) if not isinstance(value, (int, float, bool)) or value is None else str(value)

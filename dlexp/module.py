@@ -77,7 +77,8 @@ class ClassificationModule(pl.LightningModule):
         self.input_transform = input_transform
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.criterion = criterion if criterion is not None else ClassificationLoss()
+        plain = ClassificationLoss(label_smoothing=0.0)  # eval and predict train nothing
+        self.criterion = criterion if criterion is not None else plain
         self.penalty = penalty if penalty is not None and penalty.active else None
         metrics = MetricCollection(
             {

@@ -261,7 +261,7 @@ def explain(exc: BaseException, overrides: list[str]) -> str:
     if info.kind == "parse":
         return f"{info.override}: cannot parse this override ({info.message})"
     if isinstance(exc, MissingMandatoryValue) and info.key:
-        return f"{info.key}: required but not set (give {info.key}=...)"
+        return f"{info.key}=???: is required but was not set"
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
         return (

@@ -18,13 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dlexp.config import Config, to_config
-from dlexp.errors import DlexpError, InputError
+from dlexp.errors import ConfigError, DlexpError, InputError
 from dlexp.io import read_json
 
 # What `dlexp eval` may change: which data it tests on (a group option such as data=mnist
-# picks another test set of the same shape) and how the Trainer runs. Not data.normalize
-# (the checkpoint carries the training split's statistics), data.image_size or data.classes
-# (the model was built for them), nor anything of training.
+# picks another test set; it must give the shape the model was trained for) and how the
+# Trainer runs. Not data.normalize (the checkpoint carries the training split's
+# statistics), data.classes (the head was built for them), nor anything of training.
 EVAL_OVERRIDES = (
     "data",
     "data.root",
@@ -32,6 +32,7 @@ EVAL_OVERRIDES = (
     "data.verify_md5",
     "data.test_root",
     "data.test_fraction",
+    "data.image_size",
     "data.batch_size",
     "data.loader",
     "data.num_workers",
@@ -47,6 +48,7 @@ EVAL_OVERRIDES = (
     "model.compile",
     "model.compile_backend",
 )
+GROUPS = ("data",)  # the groups whose option eval may swap
 # `dlexp predict` runs the model on the images it is given, in batches.
 PREDICT_OVERRIDES = ("data.batch_size", "model.channels_last")
 
@@ -54,9 +56,9 @@ PREDICT_OVERRIDES = ("data.batch_size", "model.channels_last")
 def resolve_checkpoint(source: str | Path, key: str) -> Path:
     """The checkpoint file a run directory or a ``.ckpt`` path stands for.
 
-    A dlexp run directory gives its best checkpoint (``metrics.json`` -> ``best_checkpoint``,
-    looked up in the directory's own ``checkpoints/`` when the run was moved) or else
-    ``checkpoints/last.ckpt``.
+    A dlexp run directory gives its best checkpoint (the file ``metrics.json``'s
+    ``best_checkpoint`` names, in the directory's own ``checkpoints/``, so that a copied or
+    moved run reads its own) or else ``checkpoints/last.ckpt``.
     """
     path = Path(source).expanduser()
     if path.is_file():
@@ -70,7 +72,8 @@ def resolve_checkpoint(source: str | Path, key: str) -> Path:
             best = read_json(metrics).get("best_checkpoint") or ""
         except ValueError:
             best = ""
-    candidates = [Path(best), path / "checkpoints" / Path(best).name] if best else []
+    # the run dir's own files only: a copied or moved run never reads the original's
+    candidates = [path / "checkpoints" / Path(best).name] if best else []
     candidates.append(path / "checkpoints" / "last.ckpt")
     for candidate in candidates:
         if candidate.is_file():
@@ -105,11 +108,13 @@ def saved_config(
     run_dir: Path, overrides: list[str] = (), *, allowed: tuple[str, ...] = (), command: str = ""
 ) -> Config:
     """The typed config of the run in ``run_dir`` with ``overrides`` (each among ``allowed``)."""
-    cfg = read_saved(run_dir)
-    if overrides:
-        cfg = _with_overrides(cfg, list(overrides), allowed, command)
+    saved = read_saved(run_dir)
+    cfg = _with_overrides(saved.copy(), list(overrides), allowed, command) if overrides else saved
     try:
-        return to_config(cfg)
+        config = to_config(cfg)
+        if overrides:  # the data must still fit the model
+            check_same_shape(to_config(saved, check=False), config)
+        return config
     except DlexpError:
         raise
     except OmegaConfBaseException as exc:
@@ -128,26 +133,42 @@ def _with_overrides(
         key, line = override.key_or_group, override.input_line
         if override.is_sweep_override() or override.is_delete() or override.is_add():
             raise InputError(f"{line}: dlexp {command} takes plain key=value overrides")
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        if not isinstance(node, DictConfig) or leaf not in node:
+            known = ", ".join(str(k) for k in node) if isinstance(node, DictConfig) else ""
+            raise InputError(
+                f"{line}: unknown key '{key}'" + (f"; keys there: {known}" if known else "")
+            )
         if key not in allowed:
             raise InputError(
                 f"{line}: dlexp {command} cannot change {key} (it does not change how the "
                 f"trained model is evaluated, or the checkpoint would not fit); it takes: "
                 + ", ".join(allowed)
             )
-        if "." not in key:  # a group option, composed as `dlexp train` composes it
-            if key == "seed":
-                cfg[key] = override.value()
-            else:
-                cfg[key] = _group_option(key, line)
-            continue
-        node = OmegaConf.select(cfg, key.rsplit(".", 1)[0])
-        if not isinstance(node, DictConfig) or key.rsplit(".", 1)[1] not in node:
-            known = ", ".join(str(k) for k in node) if isinstance(node, DictConfig) else ""
-            raise InputError(
-                f"{line}: unknown key '{key}'" + (f"; keys there: {known}" if known else "")
-            )
-        OmegaConf.update(cfg, key, override.value(), merge=False)
+        if key in GROUPS:  # a group option, composed as `dlexp train` composes it
+            cfg[key] = _group_option(key, line)
+        else:
+            OmegaConf.update(cfg, key, override.value(), merge=False)
     return cfg
+
+
+def check_same_shape(trained: Config, evaluated: Config) -> None:
+    """Refuse data the trained model cannot take: another image size, channel count or
+    number of classes than it was trained for."""
+    before, after = trained.data.shape(), evaluated.data.shape()
+    for key, old, new in (
+        ("data.image_size", before.image_size, after.image_size),
+        ("data.in_channels", before.in_channels, after.in_channels),
+        ("data.num_classes", before.num_classes, after.num_classes),
+    ):
+        if old != new:
+            hint = f" (give data.image_size={old})" if key == "data.image_size" else ""
+            raise ConfigError(
+                key,
+                new,
+                f"must be {old}, what the model was trained on ({trained.data.name}){hint}",
+            )
 
 
 def _group_option(group: str, line: str) -> DictConfig:

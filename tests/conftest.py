@@ -139,6 +139,13 @@ def run_inprocess(*args: str, cwd: Path, capsys=None) -> int:
         os.chdir(old)
 
 
+def write_png(image: torch.Tensor, path: Path) -> None:
+    """A ``(1, H, W)`` uint8 tensor as a grayscale PNG."""
+    from PIL import Image
+
+    Image.fromarray(image[0].numpy()).save(path)
+
+
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 

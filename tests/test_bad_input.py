@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
-from conftest import QUICK, run_cli, run_inprocess
+from conftest import QUICK, run_cli, run_inprocess, write_png
 
 # (command line, text the error line must contain); {tmp} is the test's own temp dir (a path
 # below it that does not exist stands for a missing file or folder).
 BAD_TRAIN_LINES = [
     (["model=resnet999"], "model=resnet999: no such option in group 'model'; available:"),
     (["model.foo=1"], "model.foo=1: unknown key 'model.foo'"),
-    (["model.dropout=1.5"], "model.dropout=1.5: must be a number in [0, 1)"),
+    (["model.dropout=1.5"], "model.dropout=1.5: must be a rate in [0, 1), or true for 0.2"),
     (["data.batch_size=0"], "data.batch_size=0: must be >= 1"),
     (["trainer.max_epochs=abc"], "trainer.max_epochs=abc: trainer.max_epochs must be an integer"),
     (["optimizer.lr=-1"], "optimizer.lr=-1.0: must be > 0"),
@@ -37,9 +39,9 @@ BAD_TRAIN_LINES = [
     (["trainer.precision=8"], "trainer.precision=8: must be one of: 32"),
     (
         ["optimizer=sgd", "optimizer.nesterov=true", "optimizer.momentum=0"],
-        "optimizer.nesterov=True: needs optimizer.momentum > 0",
+        "optimizer.nesterov=true: needs optimizer.momentum > 0",
     ),
-    (["-m", "model.dropout=0,1.5"], "model.dropout=1.5: must be a number in [0, 1)"),
+    (["-m", "model.dropout=0,1.5"], "model.dropout=1.5: must be a rate in [0, 1)"),
     # every other group
     (["scheduler=exponential"], "scheduler=exponential: no such option in group 'scheduler'"),
     (
@@ -61,7 +63,11 @@ BAD_TRAIN_LINES = [
     (["regularization.l1=abc"], "regularization.l1=abc: regularization.l1 must be a number"),
     (["loss.label_smoothing=1.5"], "loss.label_smoothing=1.5: must be a number in [0, 1]"),
     (["transfer=linear_probe"], "transfer=linear_probe needs a source"),
-    (["transfer.bn=maybe"], "transfer.bn=maybe: must be one of: freeze, train"),
+    (
+        ["transfer=linear_probe", "transfer.source={tmp}", "transfer.bn=maybe"],
+        "transfer.bn=maybe: must be one of: freeze, train",
+    ),
+    (["transfer.bn=freeze"], "transfer.bn=freeze: unknown key 'transfer.bn'"),  # scratch has none
     (
         ["transfer=finetune", "transfer.source={tmp}/missing.ckpt"],
         "transfer.source={tmp}/missing.ckpt: no such file or directory",
@@ -131,9 +137,12 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     code = run_inprocess("train", *QUICK, "trainer.max_epochs=1", f"hydra.run.dir={run}", cwd=root)
     assert code == 0
     (ckpt,) = (run / "checkpoints").glob("epoch*.ckpt")
-    truncated = root / "truncated.ckpt"
+    shutil.copytree(run, root / "copy")  # a run dir whose checkpoint is cut in half
+    truncated = root / "copy" / "checkpoints" / "truncated.ckpt"
     truncated.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     (root / "notes.txt").write_text("not an image")
+    (root / "images").mkdir()
+    write_png(torch.zeros(1, 32, 32, dtype=torch.uint8), root / "images" / "blank.png")
     (root / "empty").mkdir()  # a folder, but no run
     broken = root / "userconf" / "experiment" / "broken.yaml"
     broken.parent.mkdir(parents=True)
@@ -148,13 +157,17 @@ BAD_COMMAND_LINES = [
     (["eval", "ckpt={root}/missing"], "ckpt={root}/missing: no such file or directory"),
     (["eval", "ckpt={truncated}"], "not a readable checkpoint, truncated or corrupt"),
     (["eval", "ckpt={run}", "data.batch_size=0"], "data.batch_size=0: must be >= 1"),
-    (["eval", "ckpt={run}", "model.norm=batch"], "the checkpoint does not fit the model"),
+    (["eval", "ckpt={run}", "model.norm=batch"], "dlexp eval cannot change model.norm"),
+    (["eval", "ckpt={run}", "data.normalize=minmax"], "dlexp eval cannot change data.normalize"),
+    (["eval", "ckpt={run}", "optimizer.lr=1"], "it takes: data, data.root,"),
+    (["eval", "ckpt={run}", "seed=-1"], "seed=-1: must be a number in [0, 4294967296)"),
+    (["predict", "ckpt={run}", "inputs={root}/images", "data.normalize=none"], "cannot change"),
     (["eval", "ckpt={run}", "bogus"], "bogus: expected key=value"),
     (["predict", "ckpt={run}"], "inputs: required"),
     (["predict", "ckpt={run}", "inputs={root}/missing.png"], "no such file or directory"),
     (["predict", "ckpt={run}", "inputs={root}/notes.txt"], "not a readable PNG/JPEG image"),
     (["predict", "ckpt={run}", "inputs={root}", "topk=0"], "topk=0: must be an integer >= 1"),
-    (["predict", "ckpt={truncated}", "inputs={root}"], "truncated or corrupt"),
+    (["predict", "ckpt={truncated}", "inputs={root}/images"], "truncated or corrupt"),
     (["report"], "the following arguments are required: paths"),
     (["report", "{root}/empty"], "{root}/empty: holds no runs"),
     (["report", "{root}/missing"], "{root}/missing: no such directory"),

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
-from PIL import Image
 
 from dlexp.data import build_datamodule
+from dlexp.run_config import saved_config
 
-from conftest import QUICK, read_metrics, run_inprocess
+from conftest import QUICK, read_metrics, run_inprocess, write_png
 
 # An MLP that memorizes a small training split (~200 digits): 100% training accuracy.
 OVERFIT = [
@@ -39,11 +38,6 @@ def run(tmp_path_factory) -> Path:
     run_dir = tmp / "run"
     assert run_inprocess("train", *OVERFIT, f"hydra.run.dir={run_dir}", cwd=tmp) == 0
     return run_dir
-
-
-def write_png(image: torch.Tensor, path: Path) -> None:
-    """A ``(1, H, W)`` uint8 tensor as a grayscale PNG."""
-    Image.fromarray(image[0].numpy()).save(path)
 
 
 def one_line_error(capsys) -> str:
@@ -77,7 +71,9 @@ def test_eval_applies_overrides_on_top_of_the_run_config(run, tmp_path, capsys):
     for overrides, message in (
         (["data.nope=1"], "data.nope=1: unknown key 'data.nope'"),
         (["data.batch_size=0"], "data.batch_size=0: must be >= 1"),
-        (["optimizer.lr=1"], "eval uses only data, model, trainer, seed"),
+        (["optimizer.lr=1"], "dlexp eval cannot change optimizer.lr"),
+        (["data.normalize=minmax"], "dlexp eval cannot change data.normalize"),
+        (["seed=-1"], "seed=-1: must be a number in"),
         (["data=imagenet"], "data=imagenet: no such option in group 'data'"),
         (["nonsense"], "nonsense: expected key=value"),
     ):
@@ -99,6 +95,13 @@ def test_eval_on_another_dataset(run, tmp_path, mnist_root, capsys):
 
 def test_eval_reports_a_checkpoint_that_does_not_fit_the_model(run, tmp_path, capsys):
     code = run_inprocess("eval", f"ckpt={run}", "model.hidden_sizes=[64]", cwd=tmp_path)
+    assert code == 2
+    assert "dlexp eval cannot change model.hidden_sizes" in one_line_error(capsys)
+    copy = tmp_path / "copy"  # a run whose config says another architecture than its weights
+    shutil.copytree(run, copy)
+    config = copy / "config.yaml"
+    config.write_text(config.read_text().replace("- 256\n", "- 64\n", 1))
+    code = run_inprocess("eval", f"ckpt={copy}", cwd=tmp_path)
     line = one_line_error(capsys)
     assert code == 2
     assert "the checkpoint does not fit the model: 3 mismatching keys" in line
@@ -134,7 +137,7 @@ def test_missing_corrupt_and_malicious_checkpoints_are_refused(run, tmp_path, ca
 
 def training_images(run: Path, folder: Path) -> dict[str, int]:
     """One training image per class, written as PNG: file name -> label."""
-    cfg = OmegaConf.load(run / "config.yaml")
+    cfg = saved_config(run)
     datamodule = build_datamodule(cfg.data, seed=cfg.seed)
     datamodule.setup("fit")
     split = datamodule.train_split

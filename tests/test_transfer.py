@@ -699,7 +699,9 @@ def test_freeze_options_are_checked_before_training(tmp_path, capsys):
             "transfer.freeze_until=conv9: must name a backbone stage"
         ),
         "transfer=linear_probe transfer.source=no/such/run": "no such file or directory",
-        "transfer.bn=maybe": "must be one of: freeze, train",
+        "transfer=linear_probe transfer.source=. transfer.bn=maybe": (
+            "transfer.bn=maybe: must be one of: freeze, train"
+        ),
     }
     for overrides, message in cases.items():
         code = run_inprocess("train", *FAST, *overrides.split(), cwd=tmp_path)

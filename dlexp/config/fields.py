@@ -83,6 +83,10 @@ def check_value(key: str, value: Any, meta: dict[str, Any]) -> None:
 def validate(node: Any, prefix: str = "") -> None:
     """Check every declared constraint and ``check`` hook below ``node`` (a dataclass
     instance); raise :class:`ConfigError` naming the full key."""
+    if isinstance(node, dict):  # open groups (callbacks): their documented entries are typed
+        for key, value in node.items():
+            validate(value, f"{prefix}{key}.")
+        return
     if not dataclasses.is_dataclass(node):
         return
     for f in dataclasses.fields(node):
