@@ -41,6 +41,7 @@ def print_train_help() -> None:
     from dlexp.config.root import CONF_DIR
 
     print(USAGE)
-    print("config groups (group=option; experiment and hparams_search with +):")
+    print("== Configuration groups ==")
+    print("Compose your configuration from those groups (group=option; +experiment=...)\n")
     for group, options in config_groups(CONF_DIR).items():
-        print(f"  {group:<15} {', '.join(options)}")
+        print(f"{group}: {', '.join(options)}")

@@ -196,10 +196,10 @@ def test_the_layouts_are_torchvisions():
 
 @pytest.mark.parametrize("name", sorted(LAYOUTS))
 def test_the_datamodules_take_their_files_from_here(tmp_path, name):
+    from dlexp.config.data import DATA_SCHEMAS
     from dlexp.data.registry import DATASETS
 
-    spec = DATASETS[name]
-    dm = spec.module(spec.config(name=name, root=str(tmp_path), download=False), 0)
+    dm = DATASETS[name](DATA_SCHEMAS[name](root=str(tmp_path), download=False), 0)
     assert dm.expected_files is LAYOUTS[name].files
     assert dm.raw_folder() == tmp_path / LAYOUTS[name].folder
     why = "download is off (data.download=false)"

@@ -18,7 +18,7 @@ from dlexp.data import build_datamodule
 from dlexp.data.digits import DigitsDataModule
 from dlexp.errors import ConfigError, InputError
 
-from conftest import QUICK, only_run_dir, read_metrics, run_inprocess
+from conftest import QUICK, compose_config, only_run_dir, read_metrics, run_inprocess
 
 # -- writing fake files in the official layouts ----------------------------------------------
 
@@ -98,12 +98,9 @@ def write_pngs(root: Path, colours: dict[str, tuple[int, int, int]], count: int,
 
 
 def datamodule(*overrides: str, augment: bool = False):
-    """``build_datamodule`` on the composed ``data`` node of ``overrides`` (set up)."""
-    from dlexp.config import register_configs
-    from dlexp.preflight import check_command_line
-
-    register_configs()
-    cfg = check_command_line(list(overrides)).configs[0]
+    """``build_datamodule`` on the composed ``data`` node of ``overrides`` (set up); the
+    files are not checked up front, so the datamodule's own errors show."""
+    cfg = compose_config(*overrides)
     dm = build_datamodule(cfg.data, seed=cfg.seed, augment=cfg.augment if augment else None)
     dm.setup("fit")
     return dm
@@ -116,7 +113,7 @@ def test_cifar10_reads_the_official_batch_layout(tmp_path):
     written = fake_cifar10(tmp_path)
     dm = datamodule("data=cifar10", f"data.root={tmp_path}", "data.verify_md5=false")
     assert (dm.in_channels, dm.image_size, dm.num_classes) == (3, 32, 10)
-    assert dm.class_names[:2] == ["airplane", "automobile"] and dm.flip_ok
+    assert dm.class_names[:2] == ["airplane", "automobile"] and dm.cfg.flip_ok
     assert (len(dm.train_split), len(dm.val_split), len(dm.test_split)) == (90, 10, 20)
     # Rows are channel-major 32x32 planes: pixel (c, y, x) of image i is row[c·1024 + y·32 + x].
     test = written["test_batch"]
@@ -169,7 +166,7 @@ def test_svhn_reads_the_mat_files_and_maps_label_10_to_0(tmp_path):
     x = fake_svhn(tmp_path)
     dm = datamodule("data=svhn", f"data.root={tmp_path}", "data.verify_md5=false",
                     "data.val_fraction=0.2")  # fmt: skip
-    assert (dm.in_channels, dm.num_classes, dm.image_size, dm.flip_ok) == (3, 10, 32, False)
+    assert (dm.in_channels, dm.num_classes, dm.image_size, dm.cfg.flip_ok) == (3, 10, 32, False)
     assert sorted(Counter(dm.test_split.labels.tolist())) == list(range(10))
     # X is height x width x channel x N
     all_train = torch.cat([dm.train_split.images, dm.val_split.images])
@@ -183,7 +180,7 @@ def test_svhn_reads_the_mat_files_and_maps_label_10_to_0(tmp_path):
 def test_kmnist_reads_the_idx_files(tmp_path):
     fake_kmnist(tmp_path)
     dm = datamodule("data=kmnist", f"data.root={tmp_path}", "data.download=false")
-    assert (dm.in_channels, dm.num_classes, dm.image_size, dm.flip_ok) == (1, 10, 28, False)
+    assert (dm.in_channels, dm.num_classes, dm.image_size, dm.cfg.flip_ok) == (1, 10, 28, False)
     assert dm.class_names[:3] == ["o", "ki", "su"] and len(dm.test_split) == 20
 
 
@@ -202,7 +199,7 @@ def test_imagefolder_loads_pngs_at_the_configured_size(tmp_path):
     dm = datamodule("data=imagefolder", f"data.root={tmp_path / 'photos'}", "data.image_size=16",
                     "data.val_fraction=0.2", "data.test_fraction=0.2")  # fmt: skip
     assert dm.class_names == ["blue", "green", "red"] and dm.num_classes == 3
-    assert (dm.in_channels, dm.image_size, dm.flip_ok) == (3, 16, True)
+    assert (dm.in_channels, dm.image_size, dm.cfg.flip_ok) == (3, 16, True)
     assert (len(dm.train_split), len(dm.val_split), len(dm.test_split)) == (18, 6, 6)
     for split in (dm.train_split, dm.val_split, dm.test_split):
         assert split.images.shape[1:] == (3, 16, 16) and split.images.dtype == torch.uint8

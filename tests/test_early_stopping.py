@@ -48,7 +48,7 @@ def early_stopping(*overrides: str) -> EarlyStopping:
         "lr_monitor",
         "early_stopping",
     }
-    return instantiate(cfg.callbacks.early_stopping)
+    return instantiate(cfg.callbacks["early_stopping"])
 
 
 def run(values: list[float], callback: EarlyStopping, tmp_path) -> pl.Trainer:

@@ -4,6 +4,7 @@ header promises, switch datasets with one override, and run end to end."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import re
@@ -13,7 +14,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from dlexp.config import CONF_DIR, register_configs
+from dlexp.config import CONF_DIR, register_configs, to_dictconfig
 from dlexp.preflight import check_command_line
 from dlexp.reports.report import build_report
 from dlexp.reports.runs import read_run
@@ -35,7 +36,7 @@ GRIDS = {
     "plain_vs_residual": (["model", "model.residual"], 4),
     "data_size": (["data.train_samples"], 4),
     "seeds": (["seed"], 5),
-    "transfer_mnist": (["transfer", "seed"], 15),
+    "transfer_mnist": (["+experiment/transfer_policy", "seed"], 15),
     "transfer_mnist_pretrain": ([], 1),
 }
 
@@ -62,7 +63,7 @@ def compose(*overrides: str) -> list:
 
 
 def _fingerprint(cfg) -> str:
-    return json.dumps(OmegaConf.to_container(cfg, resolve=False), sort_keys=True, default=str)
+    return json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)
 
 
 def _sweep_params(name: str) -> dict[str, str]:
@@ -93,7 +94,7 @@ def test_course_experiment_composes_into_its_grid(name):
     assert len(configs) == jobs
     assert len({_fingerprint(c) for c in configs}) == jobs  # every point differs
     for key in keys:
-        assert len({str(OmegaConf.select(c, key)) for c in configs}) > 1, key
+        assert len({str(OmegaConf.select(to_dictconfig(c), key)) for c in configs}) > 1, key
     assert all(c.data.name == "digits" for c in configs)
 
 
@@ -105,7 +106,9 @@ def test_transfer_experiment_composes(name):
 
 def test_sweep_values_are_the_documented_ones():
     def values(name, key):
-        return sorted({str(OmegaConf.select(c, key)) for c in compose(f"+experiment={name}")})
+        return sorted(
+            {str(OmegaConf.select(to_dictconfig(c), key)) for c in compose(f"+experiment={name}")}
+        )
 
     assert values("dropout", "model.dropout") == ["0", "0.2", "0.5"]
     assert values("batchnorm", "optimizer.lr") == ["0.01", "0.05", "0.3"]
@@ -125,11 +128,13 @@ def test_glob_selects_every_experiment_once_and_mnist_is_one_override():
     assert sorted(c.trainer.max_epochs for c in configs) == sorted(
         compose(f"+experiment={n}")[0].trainer.max_epochs for n in COURSE
     )
-    dropout = [c for c in configs if list(c.model.get("hidden_sizes") or []) == [512, 512]]
+    dropout = [
+        c for c in configs if list(getattr(c.model, "hidden_sizes", None) or []) == [512, 512]
+    ]
     assert len(dropout) == 1 and dropout[0].data.train_samples == 300
     assert dropout[0].model.dropout == 0.0  # the model's default, not the grid's values
     assert {c.data.name for c in configs} == {"mnist"}
-    assert all(c.data.get("image_size") is None for c in configs)
+    assert all(c.data.image_size is None for c in configs)
 
 
 @pytest.mark.parametrize("name", ["data_size", "plain_vs_residual"])

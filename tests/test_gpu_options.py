@@ -19,7 +19,7 @@ FEW_BATCHES = ["trainer.limit_train_batches=4", "trainer.limit_val_batches=2"]
     [
         (
             ["trainer.deterministic=true", "trainer.benchmark=true"],
-            "trainer.benchmark=True: must be false or null with trainer.deterministic=true",
+            "trainer.benchmark=true: must be false or null with trainer.deterministic=true",
         ),
         (
             ["trainer.precision=16-mixed"],

@@ -83,9 +83,9 @@ def test_imagefolder_roots_with_tilde(tmp_path, monkeypatch):
 
 
 def test_transfer_source_with_tilde(at_home):
-    from dlexp.checkpoints import resolve_checkpoint
     from dlexp.errors import ConfigError
     from dlexp.preflight import check_command_line
+    from dlexp.run_config import resolve_checkpoint
 
     best = Path(read_metrics(at_home / "runs" / "a")["best_checkpoint"])
     assert resolve_checkpoint("~/runs/a", "transfer.source") == best

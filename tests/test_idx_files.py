@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from dlexp.config.data import DATA_SCHEMAS
 from dlexp.data import build_datamodule
-from dlexp.data.torchvision_sets import TorchvisionDataConfig
 from dlexp.errors import InputError
 
 from conftest import QUICK, only_run_dir, read_metrics, run_inprocess
@@ -61,7 +61,7 @@ def snapshot(root: Path) -> dict[str, tuple[bool, int, int]]:
 
 def load(name: str, root: Path, download: bool = False):
     # half of the 20 training images for validation: a stratified split needs 10 (one a class)
-    cfg = TorchvisionDataConfig(name=name, root=str(root), download=download, val_fraction=0.5)
+    cfg = DATA_SCHEMAS[name](root=str(root), download=download, val_fraction=0.5)
     dm = build_datamodule(cfg, seed=0)
     dm.setup("fit")
     return dm
@@ -217,9 +217,7 @@ def test_the_real_mnist_from_dlexp_data(tmp_path):
     if not root:
         pytest.skip("DLEXP_DATA is not set (a data root holding MNIST/raw/*.gz)")
     before = snapshot(Path(root) / "MNIST")
-    raw = build_datamodule(
-        TorchvisionDataConfig(name="mnist", root=root, download=False), seed=0
-    ).load()
+    raw = build_datamodule(DATA_SCHEMAS["mnist"](root=root, download=False), seed=0).load()
     assert raw.train.images.shape == (60000, 1, 28, 28) and raw.test.images.shape[0] == 10000
     assert raw.train.labels[:8].tolist() == [5, 0, 4, 1, 9, 2, 1, 3]  # the official order
     assert torch.bincount(raw.test.labels).tolist()[:2] == [980, 1135]

@@ -74,7 +74,7 @@ def test_value_sweeps_check_each_job_as_its_own_composition():
             [f"model.dropout={p}", f"seed={seed}", f"optimizer.lr={lr}", "+experiment=dropout"]
         ).configs[0]
         assert (config.model.dropout, config.seed, config.optimizer.lr) == (p, seed, lr)
-        assert OmegaConf.to_container(config) == OmegaConf.to_container(own)
+        assert config == own
 
 
 def test_hparams_dashboard_carries_the_final_metrics(grid):

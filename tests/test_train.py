@@ -79,15 +79,11 @@ def test_epoch_metrics_are_that_epochs_own(default_run):
     Metrics are accumulated over an epoch and reset after it: a mean over several epochs
     (metrics never reset) or over part of one would not match.
     """
-    from dlexp.checkpoints import (
-        lightning_state_dict,
-        load_run_config,
-        restore_module,
-        safe_load,
-    )
+    from dlexp.checkpoints import lightning_state_dict, restore_module, safe_load
     from dlexp.data import build_datamodule
+    from dlexp.run_config import saved_config
 
-    cfg = load_run_config(default_run)
+    cfg = saved_config(default_run)
     data = build_datamodule(cfg.data, seed=cfg.seed)
     data.setup("fit")
     ckpt = default_run / "checkpoints" / "last.ckpt"  # the weights after the last epoch
