@@ -8,8 +8,6 @@ Run by ``dlexp train`` for every job of a command line after the torch-free chec
 
 from __future__ import annotations
 
-import dataclasses
-
 from dlexp.config import Config
 from dlexp.config.transfer import (
     TORCHVISION_PREFIX,
@@ -40,9 +38,8 @@ def resolved_accelerator(accelerator: str) -> str:
 def check_buildable(configs: list[Config]) -> None:
     """Raise :class:`ConfigError` for the first config whose model, transfer policy or
     precision cannot work; each distinct (model, data shape, transfer) is built once."""
-    import torch
 
-    from dlexp.models import build_model
+    from dlexp.models.registry import build_on_meta
 
     seen: set[str] = set()
     for cfg in configs:
@@ -52,14 +49,7 @@ def check_buildable(configs: list[Config]) -> None:
         if key in seen:
             continue
         seen.add(key)
-        meta = dataclasses.replace(cfg.model, compile=False)
-        with torch.device("meta"):
-            model = build_model(
-                meta,
-                in_channels=shape.in_channels,
-                num_classes=shape.num_classes,
-                image_size=shape.image_size,
-            )
+        model = build_on_meta(cfg.model, shape)
         transfer = cfg.transfer
         if isinstance(transfer, FreezeStagesConfig):
             from dlexp.transfer.stages import check_freeze_until

@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
             from dlexp import __version__ as shown
         print(f"dlexp {shown}")
         return EXIT_OK
+    if argv and argv[0] in ("-sc", "--shell-completion"):  # what Hydra's completion calls
+        from dlexp.completion import complete
+
+        return complete(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return EXIT_OK if argv else EXIT_BAD_INPUT
@@ -207,7 +211,7 @@ def _run_hydra(args: list[str], task: Callable) -> None:
 
     main = hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")(task)
     saved = sys.argv
-    sys.argv = ["dlexp train", *args]
+    sys.argv = ["dlexp", *args]  # the program shell completion registers and calls
     try:
         main()
     finally:

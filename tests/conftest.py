@@ -127,6 +127,29 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
     )
 
 
+HEAVY = ("torch", "torchvision", "pytorch_lightning", "lightning", "lightning_fabric")
+
+
+def run_python(code: str, cwd: Path, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """``python -c code`` in a fresh interpreter importing this checkout's dlexp; the process
+    and the top-level packages of :data:`HEAVY` it had imported by the end."""
+    probe = (
+        f"{code}\nimport sys as _s, json as _j\n"
+        f"print(_j.dumps(sorted({{m.split('.')[0] for m in _s.modules}} & {set(HEAVY)!r})),"
+        " file=_s.stderr)\n"
+    )
+    full_env = dict(os.environ, PYTHONPATH=str(REPO), **env)
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=cwd, env=full_env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    heavy = json.loads(lines[-1]) if lines and lines[-1].startswith("[") else None
+    assert heavy is not None, done.stderr
+    return done, heavy
+
+
 def run_inprocess(*args: str, cwd: Path, capsys=None) -> int:
     """Run ``dlexp ARGS`` in this process (fast: imports are paid once)."""
     from dlexp.cli import main

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import inspect
-import os
 import random
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from dlexp.compat.hydra import (
     node_is_none,
 )
 
-from conftest import REPO
+from conftest import REPO, run_python
 
 
 def parse(*overrides: str):
@@ -109,15 +108,10 @@ def test_compat_hydra_imports_neither_torch_nor_lightning():
         "h.hydra_args_parser().parse_args(['-m', 'a=1'])\n"
         "from hydra.core.override_parser.overrides_parser import OverridesParser\n"
         "h.grid_jobs(OverridesParser.create().parse_overrides(['a=1,2']))\n"
-        "heavy = ('torch', 'pytorch_lightning', 'lightning_fabric', 'lightning')\n"
-        "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
-    )
+    proc, heavy = run_python(code, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    assert heavy == []
 
 
 def test_hydra_args_parser_reads_what_dlexp_train_uses():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from dlexp.config.trainer import TrainerConfig
 from dlexp.config.transfer import GradualConfig, LinearProbeConfig
 from dlexp.errors import ConfigError
 
-from conftest import QUICK, REPO, compose_config, read_metrics, run_inprocess
+from conftest import QUICK, REPO, compose_config, read_metrics, run_inprocess, run_python
 
 SCHEMA_GROUPS = ("data", "model", "optimizer", "scheduler", "augment", "transfer", "trainer")
 
@@ -172,28 +171,12 @@ def test_trainer_limits_follow_lightning_an_int_is_a_batch_count(tmp_path):
 
 # -- the front door: fast, and no torch or Lightning for what needs neither --------------------
 
-_PROBE = (
-    "import sys, json\n"
-    "from dlexp.cli import main\n"
-    "code = main(sys.argv[1:])\n"
-    "heavy = sorted(m for m in ('torch', 'pytorch_lightning', 'lightning') if m in sys.modules)\n"
-    "print(json.dumps({'code': code, 'heavy': heavy}), file=sys.stderr)\n"
-)
-
 
 def probe(tmp_path: Path, *args: str) -> tuple[int, list[str], str]:
     """``dlexp ARGS`` in a fresh interpreter: exit code, heavy modules imported, stderr."""
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE, *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-    )
-    last = done.stderr.strip().splitlines()[-1]
-    result = json.loads(last)
-    return result["code"], result["heavy"], done.stderr
+    code = f"from dlexp.cli import main\nprint('exit', main({list(args)!r}))"
+    done, heavy = run_python(code, cwd=tmp_path, HOME=str(tmp_path))
+    return int(done.stdout.split()[-1]), heavy, done.stderr
 
 
 @pytest.mark.parametrize(
@@ -257,3 +240,35 @@ def test_what_needs_the_model_or_the_device_is_checked_before_any_directory(
     assert run_inprocess("train", *args, cwd=tmp_path) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "outputs").exists()
+
+
+def test_tab_completion_completes_commands_groups_and_options(tmp_path):
+    """``eval "$(dlexp train -sc install=bash)"`` in bash, then the completion function."""
+    script = (
+        'eval "$(dlexp train -sc install=bash)"\n'
+        "complete_line() {\n"
+        '  COMP_LINE="$1"; COMP_POINT=${#COMP_LINE}; read -ra COMP_WORDS <<< "$1"\n'
+        "  COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); hydra_bash_completion\n"
+        '  echo "${COMPREPLY[*]}"\n'
+        "}\n"
+        'complete_line "dlexp tr"\n'
+        'complete_line "dlexp train model=vg"\n'
+        'complete_line "dlexp train model.dro"\n'
+    )
+    bin_dir = Path(sys.executable).parent
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    if not (bin_dir / "dlexp").exists():  # the console script of an install
+        (tmp_path / "bin").mkdir()
+        wrapper = tmp_path / "bin" / "dlexp"
+        wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m dlexp "$@"\n')
+        wrapper.chmod(0o755)
+        env["PATH"] = f"{tmp_path / 'bin'}:{env['PATH']}"
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "train",
+        "model=vgg11 model=vgg13 model=vgg16 model=vgg19",
+        "model.dropout=",
+    ], done.stderr

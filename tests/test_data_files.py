@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ from dlexp import data_files
 from dlexp.data_files import LAYOUTS, check_data_files, missing_text
 from dlexp.errors import ConfigError
 
-from conftest import REPO
+from conftest import REPO, run_python
 
 IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
        "t10k-labels-idx1-ubyte")  # fmt: skip
@@ -34,17 +32,10 @@ def tree(root: Path) -> dict[str, int]:
 
 
 def test_importing_it_imports_no_torch():
-    code = (
-        "import sys, dlexp.data_files; "
-        "heavy = ('torch', 'torchvision', 'pytorch_lightning', 'lightning', 'numpy', "
-        "'omegaconf', 'hydra'); "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))"
-    )
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    assert done.stdout.strip() == "[]"
+    light = "{'numpy', 'omegaconf', 'hydra'}"
+    code = f"import sys, dlexp.data_files\nprint(sorted({light} & set(sys.modules)))"
+    done, heavy = run_python(code, cwd=REPO)
+    assert (done.returncode, done.stdout.strip(), heavy) == (0, "[]", []), done.stderr
 
 
 @pytest.mark.parametrize("name", sorted(LAYOUTS))

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
+from dlexp.config.data import DataShape
 from dlexp.config.model import (
     MODEL_SCHEMAS,
     UNIFORM_KEYS,
@@ -31,7 +32,14 @@ from dlexp.models.layers import (
     standardize_convs,
 )
 
-__all__ = ["MODELS", "Classifier", "UnsupportedError", "build_model", "register_model"]
+__all__ = [
+    "MODELS",
+    "Classifier",
+    "UnsupportedError",
+    "build_model",
+    "build_on_meta",
+    "register_model",
+]
 
 
 class Classifier(nn.Module):
@@ -125,6 +133,18 @@ def build_model(
         standardize_convs(model)
     model = init_weights(model, cfg.init, cfg.activation)
     return speed_up(model, cfg.channels_last, cfg.compile, cfg.compile_backend)
+
+
+def build_on_meta(cfg: ModelConfig, shape: DataShape) -> Classifier:
+    """The model of ``cfg`` for data of ``shape`` on the meta device: its structure, no
+    memory and no time (not compiled)."""
+    with torch.device("meta"):
+        return build_model(
+            dataclasses.replace(cfg, compile=False),
+            in_channels=shape.in_channels,
+            num_classes=shape.num_classes,
+            image_size=shape.image_size,
+        )
 
 
 def speed_up(model: Classifier, channels_last: bool, compile: bool, backend: str) -> Classifier:

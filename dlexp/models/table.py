@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dlexp.config.model import MODEL_SCHEMAS, resolve_stem
 from dlexp.errors import InputError
-from dlexp.models.registry import UnsupportedError, build_model
+from dlexp.models.registry import UnsupportedError, build_on_meta
 
 
 def models_command(args: list[str]) -> int:
@@ -83,13 +83,8 @@ def model_rows(args: list[str]) -> tuple[list[tuple[str, ...]], str]:
 
 def count(model_cfg, shape) -> tuple[int, int]:
     """Parameters and multiply-accumulates (FLOPs / 2) of one image, built on the meta device."""
+    model = build_on_meta(model_cfg, shape).eval()
     with torch.device("meta"):
-        model = build_model(
-            model_cfg,
-            in_channels=shape.in_channels,
-            num_classes=shape.num_classes,
-            image_size=shape.image_size,
-        ).eval()
         x = torch.empty(1, shape.in_channels, shape.image_size, shape.image_size)
         with FlopCounterMode(display=False) as counter:
             model(x)
