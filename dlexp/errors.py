@@ -1,7 +1,10 @@
-"""Error types that map to dlexp's exit codes.
+"""Error types that map to dlexp's exit codes; each is reported as one line, no traceback.
 
-* :class:`ConfigError`: bad input (unknown option, out-of-range value, missing file): exit 2.
-* :class:`TrainingError`: a run that started but could not finish: exit 1.
+* :class:`ConfigError`: a bad value of one key (names the key, the value, what is allowed),
+  and :class:`InputError`: other bad input (a missing file, a corrupt checkpoint): exit 2.
+* :class:`TrainingError` (and :class:`RunDiverged`): a run that started but could not
+  finish; its status is recorded in ``metrics.json``: exit 1.
+* :class:`RunInterrupted`: SIGINT/SIGTERM during a run: exit 128 + the signal number.
 """
 
 from __future__ import annotations

@@ -93,6 +93,15 @@ def test_hparams_dashboard_carries_the_final_metrics(grid):
     assert "train/samples" in events.Tags()["images"]
 
 
+def test_report_of_several_runs_writes_into_a_new_report_dir_not_the_cwd(grid, tmp_path, capsys):
+    runs = sorted(str(p) for p in grid.iterdir() if (p / "metrics.json").is_file())[:2]
+    assert run_inprocess("report", *runs, cwd=tmp_path) == 0
+    (report,) = (tmp_path / "outputs" / "reports").iterdir()
+    assert f"report: outputs/reports/{report.name}/report.md" in capsys.readouterr().out
+    assert {"report.md", "summary.csv", "groups.csv"} <= {p.name for p in report.iterdir()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs"]  # nothing else in the cwd
+
+
 def test_report_writes_plots_of_the_expected_size(grid, tmp_path):
     report = build_report([grid], tmp_path)
     text = report.read_text()
