@@ -84,8 +84,6 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
 
 # -- train -------------------------------------------------------------------------------------
 
-_HYDRA_INFO_FLAGS = ("--hydra-help", "--info", "-i", "--shell-completion", "-sc")
-_PRINT_FLAGS = ("--cfg", "-c", "--resolve", "--package", "-p")  # print, do not run
 
 
 def train_command(args: list[str]) -> int:
@@ -102,17 +100,29 @@ def train_command(args: list[str]) -> int:
     register_configs()
     new_run_id()
     args = _expand_config_dir(_expand_resume(args))
-    if any(flag in args for flag in _HYDRA_INFO_FLAGS):
+    parsed = hydra_args_parser().parse_args(args)
+    modes = [
+        flag
+        for flag, given in (
+            ("-m/--multirun", parsed.multirun),
+            ("--cfg", parsed.cfg),
+            ("--info", parsed.info),
+            ("-sc/--shell-completion", parsed.shell_completion),
+        )
+        if given
+    ]
+    if len(modes) > 1:
+        raise InputError(f"{' and '.join(modes)}: give one of them (Hydra runs one mode)")
+    if parsed.hydra_help or parsed.info or parsed.shell_completion:
         _run_hydra(args, lambda cfg: None)
         return EXIT_OK
-    parsed = hydra_args_parser().parse_args(args)
     checked = check_command_line(
         parsed.overrides,
         multirun=parsed.multirun,
         config_dir=parsed.config_dir,
         config_name=parsed.config_name or "config",
     )
-    if any(a in _PRINT_FLAGS or a.startswith("--cfg=") for a in args):
+    if parsed.cfg:  # print the composed config, run nothing
         _run_hydra(args, lambda cfg: None)
         return EXIT_OK
     from dlexp.buildcheck import check_buildable

@@ -272,3 +272,11 @@ def test_tab_completion_completes_commands_groups_and_options(tmp_path):
         "model=vgg11 model=vgg13 model=vgg16 model=vgg19",
         "model.dropout=",
     ], done.stderr
+
+
+def test_errors_that_need_the_model_built_import_torch_but_not_lightning(tmp_path):
+    args = ["train", "transfer=freeze_stages", f"transfer.source={REPO}", "transfer.freeze_until=x"]
+    code, heavy, err = probe(tmp_path, *args)
+    assert code == 2 and "transfer.freeze_until=x: must name a backbone stage" in err, err
+    assert "pytorch_lightning" not in heavy and "lightning" not in heavy and "torch" in heavy
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -82,11 +82,20 @@ def hydra_args_parser() -> argparse.ArgumentParser:
 
     Its namespace has ``overrides`` (list of str), ``multirun``, ``config_dir``,
     ``config_name``, ``help``, ``hydra_help``, ``info``, ``shell_completion``, ...
-    Wraps ``hydra._internal.utils.get_args_parser()``.
+    Wraps ``hydra._internal.utils.get_args_parser()``; a bad flag raises
+    :class:`~dlexp.errors.InputError` (one line) instead of printing the usage and exiting.
     """
     from hydra._internal.utils import get_args_parser
 
-    return get_args_parser()
+    from dlexp.errors import InputError
+
+    parser = get_args_parser()
+
+    def error(message: str):
+        raise InputError(f"{message} (see: dlexp train --help)")
+
+    parser.error = error
+    return parser
 
 
 # -- overrides and sweeps ----------------------------------------------------------------------
