@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import csv
 import dataclasses
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,6 +24,13 @@ from dlexp.config.data import DataConfig
 # each process it starts gets one thread. More threads than cores make OpenMP's spinning
 # threads wait on each other and slow every test down many times over.
 os.environ["OMP_NUM_THREADS"] = "1"
+# Libraries' caches (matplotlib's font list, torch hub) go to this session's own temp dir,
+# never into the user's home: tests write nothing outside temporary folders.
+_CACHES = tempfile.mkdtemp(prefix="dlexp-tests-")
+atexit.register(shutil.rmtree, _CACHES, ignore_errors=True)
+os.environ["MPLCONFIGDIR"] = os.path.join(_CACHES, "matplotlib")
+os.environ["TORCH_HOME"] = os.path.join(_CACHES, "torch")
+os.environ["XDG_CACHE_HOME"] = os.path.join(_CACHES, "cache")
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
