@@ -1,33 +1,17 @@
-"""Hydra's and OmegaConf's private APIs that dlexp uses, and a structured view of their errors.
+"""A structured view of Hydra's and OmegaConf's composition errors (:func:`describe_config_error`).
 
-Only hydra and omegaconf are imported here (never torch or Lightning): ``dlexp train`` checks
-its command line with this module before anything heavy is loaded. Hydra's private modules are
-imported where they are used, so a change in one breaks only the function that needs it (and
-its contract test in ``tests/test_compat.py``), not every command.
-
-Wrapped private APIs:
-
-* :func:`hydra_args_parser`: ``hydra._internal.utils.get_args_parser``
-* :func:`apply_value_overrides`: ``hydra._internal.config_loader_impl.ConfigLoaderImpl.
-  _apply_overrides_to_config``
-* :func:`grid_jobs` and :data:`BasicSweeper`: ``hydra._internal.core_plugins.basic_sweeper.
-  BasicSweeper`` (and its ``split_arguments``)
-* :func:`child_node` and :func:`node_is_none`: ``Container._get_node`` and ``Node._is_none``
-
-:func:`describe_config_error` reads a composition error's kind, key, value, expected type,
-known keys or group options from the exception types and attributes Hydra and OmegaConf
-provide, and from their message text only where they provide nothing else (each such place
-says so).
+The kind, key, value, expected type, known keys or group options of an error are read from
+the exception types and attributes Hydra and OmegaConf provide, and from their message text
+only where they provide nothing else (each such place says so). Imports only hydra and
+omegaconf.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from hydra.errors import (
     ConfigCompositionException,
@@ -43,7 +27,6 @@ from omegaconf import (
     FloatNode,
     IntegerNode,
     ListConfig,
-    Node,
     OmegaConf,
     PathNode,
     StringNode,
@@ -54,147 +37,6 @@ from omegaconf.errors import (
     OmegaConfBaseException,
     ValidationError,
 )
-
-if TYPE_CHECKING:
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.types import Override
-
-__all__ = [
-    "BasicSweeper",
-    "ConfigErrorInfo",
-    "ErrorKind",
-    "apply_value_overrides",
-    "child_node",
-    "describe_config_error",
-    "grid_jobs",
-    "hydra_args_parser",
-    "node_is_none",
-    "parse_overrides",
-    "quoting_hint",
-]
-
-
-# -- the command line --------------------------------------------------------------------------
-
-
-def hydra_args_parser() -> argparse.ArgumentParser:
-    """The parser of a Hydra app's command line, as ``@hydra.main`` parses it.
-
-    Its namespace has ``overrides`` (list of str), ``multirun``, ``config_dir``,
-    ``config_name``, ``help``, ``hydra_help``, ``info``, ``shell_completion``, ...
-    Wraps ``hydra._internal.utils.get_args_parser()``; a bad flag raises
-    :class:`~dlexp.errors.InputError` (one line) instead of printing the usage and exiting.
-    """
-    from hydra._internal.utils import get_args_parser
-
-    from dlexp.errors import InputError
-
-    parser = get_args_parser()
-
-    def error(message: str):
-        raise InputError(f"{message} (see: dlexp train --help)")
-
-    parser.error = error
-    return parser
-
-
-# -- overrides and sweeps ----------------------------------------------------------------------
-
-
-def parse_overrides(lines: Sequence[str], config_loader: Any = None) -> list[Override]:
-    """Hydra's parse of override lines (``config_loader`` resolves group names); a line it
-    cannot parse raises :class:`~dlexp.errors.InputError` naming it."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from dlexp.errors import InputError
-
-    try:
-        return OverridesParser.create(config_loader=config_loader).parse_overrides(list(lines))
-    except OverrideParseException as exc:
-        reason = _first(exc.message)
-        raise InputError(
-            f"{exc.override}: cannot parse this override ({reason}){quoting_hint(exc.override)}"
-        ) from None
-
-
-def quoting_hint(override: str) -> str:
-    """Advice for an override Hydra cannot parse because of a ``~`` in its value.
-
-    Hydra's override grammar takes ``~`` only at the start of an override (``~key``
-    deletes a key) or inside a quoted value; bash leaves ``data.root=~/x`` as it is (a
-    dotted key is no variable name), so the ``~`` reaches Hydra, which rejects it.
-    """
-    key, sep, value = override.partition("=")
-    if not sep or "~" not in value or value[:1] in ("'", '"'):
-        return ""
-    if "," in value or '"' in value:
-        return "; Hydra takes ~ only inside a quoted value (or write $HOME instead of ~)"
-    return (
-        "; Hydra takes ~ only inside a quoted value: write "
-        f"'{key}=\"{value}\"' (or $HOME instead of ~)"
-    )
-
-
-def apply_value_overrides(overrides: Sequence[Override], cfg: DictConfig) -> None:
-    """Apply parsed overrides to ``cfg`` in place, exactly as Hydra's composition applies them.
-
-    ``key=value``, ``+key=value``, ``++key=value`` and ``~key[=value]`` (not config groups: an
-    override with a package is an error). Raises what :func:`hydra.compose` raises for the same
-    overrides: :class:`~hydra.errors.ConfigCompositionException`, with the OmegaConf error as
-    ``__cause__`` where there is one. Wraps the private static method
-    ``ConfigLoaderImpl._apply_overrides_to_config(overrides, cfg)``.
-    """
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-
-    ConfigLoaderImpl._apply_overrides_to_config(list(overrides), cfg)
-
-
-def grid_jobs(overrides: Sequence[Override]) -> list[list[str]]:
-    """The jobs Hydra's basic (grid) sweeper runs for ``overrides``, in the order it runs them.
-
-    One list of override strings per job: the cartesian product of the sweeps (``a=1,2``),
-    each fixed override in every job, the last value of a key winning, keys in first-seen
-    order. Raises :class:`~hydra.errors.HydraException` for sweeps the grid cannot expand
-    (``range()`` is expanded, ``interval()`` is not). Wraps
-    ``BasicSweeper.split_arguments(overrides, max_batch_size=None)`` (one batch).
-    """
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-    (jobs,) = BasicSweeper.split_arguments(list(overrides), None)
-    return jobs
-
-
-def __getattr__(name: str) -> Any:
-    # BasicSweeper is looked up at each access, not bound here once: Hydra's plugin scan (once
-    # per process) executes Hydra's plugin modules again, which makes a new BasicSweeper class,
-    # and then the hydra_plugins modules, whose subclasses must derive from that new class.
-    if name == "BasicSweeper":
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-        return BasicSweeper
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# -- config nodes ------------------------------------------------------------------------------
-
-
-def child_node(cfg: DictConfig | ListConfig, key: Any) -> Node | None:
-    """The node at ``key`` of ``cfg``, not resolved or converted.
-
-    Unlike ``cfg[key]`` it neither resolves interpolations nor raises for ``???``. A key the
-    config does not have: ``None``, or (a structured or struct config) the access error.
-    Wraps ``Container._get_node(key)``.
-    """
-    return cfg._get_node(key)
-
-
-def node_is_none(node: Node) -> bool:
-    """Whether ``node`` holds ``None`` (e.g. an optional sub-config that is not set).
-
-    Wraps ``Node._is_none()``.
-    """
-    return node._is_none()
-
 
 # -- composition errors ------------------------------------------------------------------------
 
