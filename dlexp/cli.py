@@ -85,7 +85,6 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
 # -- train -------------------------------------------------------------------------------------
 
 
-
 def train_command(args: list[str]) -> int:
     """``dlexp train [hydra overrides]``: check the command line, then hand it to Hydra."""
     if any(a in ("--help", "-h") for a in args):
