@@ -183,11 +183,6 @@ def main() -> int:
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU")
     parser.add_argument("--only", choices=("throughput", "accuracy"), help="one part only")
     args = parser.parse_args()
-    cifar_root = None
-    if args.only != "throughput":
-        layout = "cifar-10-batches-py (or --only throughput)"
-        cifar_root = data_dir(args, "CIFAR-10 for the time to 94 %", layout)
-
     import torch
 
     if not args.dry_run and not torch.cuda.is_available():
@@ -197,6 +192,10 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
+    cifar_root = None
+    if args.only != "throughput":
+        layout = "cifar-10-batches-py (or --only throughput)"
+        cifar_root = data_dir(args, "CIFAR-10 for the time to 94 %", layout)
     started = time.time()
     device = "CPU (dry run)" if args.dry_run else torch.cuda.get_device_name(0)
     print(f"device: {device}; torch {torch.__version__}", flush=True)
