@@ -134,10 +134,12 @@ class ConfusionMatrixReport(pl.Callback):
             self._write(trainer, matrix)
 
     def _write(self, trainer: pl.Trainer, matrix) -> None:
-        lines = ["true\\pred," + ",".join(self.class_names)]
+        buffer = io.StringIO()  # the csv module quotes class names with commas, quotes, newlines
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["true\\pred", *self.class_names])
         for name, row in zip(self.class_names, matrix.tolist(), strict=True):
-            lines.append(name + "," + ",".join(str(int(v)) for v in row))
-        atomic_write_text(self.path, "\n".join(lines) + "\n")
+            writer.writerow([name, *(int(v) for v in row)])
+        atomic_write_text(self.path, buffer.getvalue())
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_figure(

@@ -23,6 +23,7 @@ __all__ = [
     "find_file",
     "missing_files",
     "missing_text",
+    "not_writable",
 ]
 
 
@@ -116,9 +117,13 @@ def check_data_files(
     is created, written or touched.
     """
     if name == "imagefolder":
-        check_image_folder("data.root", root)
-        if test_root is not None:
-            check_image_folder("data.test_root", test_root)
+        classes = check_image_folder("data.root", root)
+        if test_root is not None and check_image_folder("data.test_root", test_root) != classes:
+            raise ConfigError(
+                "data.test_root",
+                test_root,
+                f"must have the class folders of data.root ({', '.join(classes)})",
+            )
         return
     if name not in LAYOUTS:
         return
@@ -130,7 +135,7 @@ def check_data_files(
         raise ConfigError(
             "data.root", root, missing_text(name, root, "download is off (data.download=false)")
         )
-    reason = _not_writable(data_folder(name, root))
+    reason = not_writable(data_folder(name, root))
     if reason:
         raise ConfigError(
             "data.root",
@@ -139,22 +144,33 @@ def check_data_files(
         )
 
 
-def check_image_folder(key: str, root: str | None) -> None:
-    """Raise :class:`ConfigError` unless ``root`` is a folder with class sub-folders."""
+def check_image_folder(key: str, root: str | None) -> list[str]:
+    """``root``'s class folders (:func:`dlexp.images.class_folders`); raise
+    :class:`ConfigError` unless there are two or more (one class is nothing to learn)."""
+    from dlexp.images import class_folders
+
     if root is None:
         raise ConfigError(key, root, f"is required by data=imagefolder ({IMAGE_FOLDER_LAYOUT})")
     folder = Path(root).expanduser()
     if not folder.is_dir():
         raise ConfigError(key, root, f"no such folder ({IMAGE_FOLDER_LAYOUT})")
     try:
-        has_classes = any(entry.is_dir() for entry in folder.iterdir())
+        classes = class_folders(folder)
     except OSError as exc:
         raise ConfigError(key, root, f"cannot list it ({exc.strerror or exc})") from None
-    if not has_classes:
+    if not classes:
         raise ConfigError(key, root, f"has no class sub-folders ({IMAGE_FOLDER_LAYOUT})")
+    if len(classes) < 2:
+        raise ConfigError(
+            key,
+            root,
+            f"has one class folder ({classes[0]}); a classifier needs two or more class "
+            f"folders ({IMAGE_FOLDER_LAYOUT}; hidden folders and links to folders do not count)",
+        )
+    return classes
 
 
-def _not_writable(folder: Path) -> str:
+def not_writable(folder: Path) -> str:
     """Why ``folder`` cannot be created (or written) by this process; ``""`` when it can.
 
     Asks the file system (``os.access``, which also sees read-only mounts) without writing.

@@ -1,8 +1,9 @@
 """``dlexp predict ckpt=<run dir or .ckpt> inputs=<image or folder> [topk=5] [out=<csv>]``.
 
-Each PNG/JPEG image is read with the run's channel count (gray or RGB), resized to the
-run's image size like the training data (bilinear, antialiased) and normalized by the
-checkpoint's own input normalizer; the top-k classes and their probabilities are printed
+Each image is found and decoded by the rules training reads an image folder by
+(:mod:`dlexp.images`), with the run's channel count (gray or RGB), resized and centre-cropped
+to the run's image size like the training images (bilinear, antialiased) and normalized by
+the checkpoint's own input normalizer; the top-k classes and their probabilities are printed
 as a table and written as CSV (default: ``predictions.csv`` in the run directory).
 """
 
@@ -15,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlexp.config import Config
+from dlexp.data_files import not_writable
 from dlexp.errors import EXIT_BAD_INPUT, EXIT_OK, InputError
+from dlexp.images import IMAGE_SUFFIXES, ImageError, find_images, load_image, regular_file
 from dlexp.io import atomic_write_text, read_json
 from dlexp.run_config import PREDICT_OVERRIDES, resolve_checkpoint, run_dir_of, saved_config
 
@@ -25,11 +28,11 @@ if TYPE_CHECKING:
 USAGE = """usage: dlexp predict ckpt=<run dir|.ckpt> inputs=<image|folder> [topk=5] [out=<csv>]
                      [data.batch_size=N] [model.channels_last=true]
 
-Prints the top-k classes of every PNG/JPEG image (a folder: all of them, recursively) and
-writes them as CSV (default: predictions.csv in the run directory). Images are fed in
+Prints the top-k classes of every image (a folder: all of them, recursively; PNG, JPEG,
+BMP, TIFF, WebP, PPM/PGM) and writes them as CSV to the file out (default: predictions.csv
+in the run directory). Images are fed in
 batches of the run's data.batch_size.
 """
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ALLOWED = ("ckpt", "inputs", "topk", "out")
 
 
@@ -59,7 +62,7 @@ def predict_command(args: list[str]) -> int:
             f"ckpt={ckpt}: no config.yaml beside it (predict needs the run's directory)"
         )
     files = image_files(Path(options["inputs"]).expanduser())
-    out = Path(options.get("out") or run_dir / "predictions.csv").expanduser()
+    out = output_path(options.get("out"), run_dir)
     cfg = saved_config(run_dir, overrides, allowed=PREDICT_OVERRIDES, command="predict")
     from dlexp.checkpoints import lightning_state_dict, safe_load  # torch: after the checks
 
@@ -100,7 +103,7 @@ def predict(
     for start in range(0, len(files), batch):
         chunk = files[start : start + batch]
         images = torch.stack(
-            [load_image(f, facts["in_channels"], facts["image_size"]) for f in chunk]
+            [_read_image(f, facts["in_channels"], facts["image_size"]) for f in chunk]
         )
         with torch.no_grad():
             probs = torch.softmax(module(images), dim=1)
@@ -111,34 +114,52 @@ def predict(
 
 
 def image_files(inputs: Path) -> list[Path]:
-    """``inputs`` itself, or every PNG/JPEG below the folder ``inputs`` (sorted)."""
-    if inputs.is_file():
-        return [inputs]
-    if not inputs.is_dir():
+    """``inputs`` itself, or every image below the folder ``inputs`` (sorted), found by the
+    rules training reads an image folder by (:mod:`dlexp.images`)."""
+    if inputs.is_dir():
+        try:
+            files = find_images([inputs])[0]
+        except ImageError as exc:
+            raise InputError(f"inputs={inputs}: {exc}") from None
+        if not files:
+            raise InputError(
+                f"inputs={inputs}: no images in this folder (files ending in "
+                f"{', '.join(IMAGE_SUFFIXES)}; hidden files and links to folders are skipped)"
+            )
+        return files
+    if not inputs.exists():
         raise InputError(f"inputs={inputs}: no such file or directory")
-    files = sorted(p for p in inputs.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise InputError(f"inputs={inputs}: no .png/.jpg/.jpeg images in this folder")
-    return files
+    if not regular_file(inputs):
+        raise InputError(f"inputs={inputs}: not a regular file (a FIFO, socket or device)")
+    return [inputs]
 
 
-def load_image(path: Path, channels: int, size: int) -> torch.Tensor:
-    """A uint8 ``(channels, size, size)`` tensor, preprocessed like the training images."""
-    import numpy as np
-    import torch
-    from PIL import Image, UnidentifiedImageError
-
-    from dlexp.data.base import resize
-
+def _read_image(path: Path, channels: int, size: int) -> torch.Tensor:
     try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
-        raise InputError(f"inputs={path}: not a readable PNG/JPEG image ({reason})") from None
-    tensor = torch.from_numpy(array.copy())
-    tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
-    return resize(tensor.unsqueeze(0), size)[0]
+        return load_image(path, channels, size)
+    except ImageError as exc:
+        raise InputError(f"inputs={exc}") from None
+
+
+def output_path(value: str | None, run_dir: Path) -> Path:
+    """Where the CSV goes: ``out`` (a file path) or ``predictions.csv`` in the run dir.
+
+    Checked before any work: an existing folder is refused (``out`` names the file), and so
+    is a place this process cannot write (a read-only run dir, say).
+    """
+    out = Path(value).expanduser() if value else run_dir / "predictions.csv"
+    shown = f"out={value}" if value else f"{out} (the default out)"
+    if out.is_dir():
+        raise InputError(
+            f"{shown}: is a folder; out names the CSV file to write "
+            f"(e.g. out={out / 'predictions.csv'})"
+        )
+    if out.exists() and not out.is_file():
+        raise InputError(f"{shown}: not a regular file")
+    reason = not_writable(out.parent)
+    if reason:
+        raise InputError(f"{shown}: cannot be written ({reason}); choose another out=<file.csv>")
+    return out
 
 
 def to_csv(rows: list[dict], topk: int) -> str:

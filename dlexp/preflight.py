@@ -138,7 +138,12 @@ def home_dir_overrides(cfg: DictConfig) -> list[str]:
 
 
 def check_writable(key: str, directory: str) -> None:
-    """Raise :class:`InputError` unless ``directory`` can be created (or written) here."""
+    """Raise :class:`InputError` unless ``directory`` can be created (or written) here.
+
+    An existing directory (a run to resume, a sweep to finish) must also let this process
+    write into every folder below it that a run writes into (``checkpoints/``, ...): found
+    now, not when the first checkpoint is saved after an epoch of training.
+    """
     path = Path(directory).expanduser().absolute()
     ancestor = path
     while not ancestor.exists():
@@ -150,6 +155,33 @@ def check_writable(key: str, directory: str) -> None:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise InputError(f"{key}={directory}: cannot write there ({reason})") from None
+    if ancestor == path:
+        blocked = _unwritable_below(path)
+        if blocked:
+            raise InputError(
+                f"{key}={directory}: cannot write into {blocked} (not writable by this process;"
+                " a run writes checkpoints and logs there)"
+            )
+
+
+def _unwritable_below(root: Path, depth: int = 3) -> Path | None:
+    """The first folder below ``root`` (sweep dir / job dir / ``checkpoints``: ``depth``
+    levels, links not followed) this process cannot write into; None when there is none."""
+    if depth == 0:
+        return None
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return root
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False) and entry.name != "attempts":
+            folder = Path(entry.path)
+            if not os.access(folder, os.W_OK | os.X_OK):  # sees modes, ACLs, read-only mounts
+                return folder
+            blocked = _unwritable_below(folder, depth - 1)
+            if blocked:
+                return blocked
+    return None
 
 
 def _expand_sweep(
@@ -225,7 +257,12 @@ def check_files(config: Config) -> None:
     from dlexp.data_files import check_data_files
 
     data = config.data
-    check_data_files(data.name, getattr(data, "root", None), getattr(data, "download", False))
+    check_data_files(
+        data.name,
+        getattr(data, "root", None),
+        getattr(data, "download", False),
+        test_root=getattr(data, "test_root", None),
+    )
 
 
 # -- turning Hydra's and OmegaConf's errors into one line --------------------------------------

@@ -123,12 +123,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             terminalreporter.write_line(line)
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``python -m dlexp ARGS`` in a fresh process (exit codes, stderr, signals)."""
+# Prefix of a command that runs it as root without capabilities: file modes bind it as they bind
+# any user (the tests run as root, whom chmod alone blocks nothing).
+UNPRIVILEGED = ("setpriv", "--inh-caps=-all", "--bounding-set=-all", "--")
+
+
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 300, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    """Run ``python -m dlexp ARGS`` in a fresh process (exit codes, stderr, signals);
+    ``prefix`` runs it through another command (e.g. :data:`UNPRIVILEGED`)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(
-        [sys.executable, "-m", "dlexp", *args],
+        [*prefix, sys.executable, "-m", "dlexp", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -168,7 +168,7 @@ BAD_COMMAND_LINES = [
     (["eval", "ckpt={run}", "bogus"], "bogus: expected key=value"),
     (["predict", "ckpt={run}"], "inputs: required"),
     (["predict", "ckpt={run}", "inputs={root}/missing.png"], "no such file or directory"),
-    (["predict", "ckpt={run}", "inputs={root}/notes.txt"], "not a readable PNG/JPEG image"),
+    (["predict", "ckpt={run}", "inputs={root}/notes.txt"], "notes.txt: not a readable image"),
     (["predict", "ckpt={run}", "inputs={root}", "topk=0"], "topk=0: must be an integer >= 1"),
     (["predict", "ckpt={truncated}", "inputs={root}/images"], "truncated or corrupt"),
     (["report"], "the following arguments are required: paths"),

@@ -145,6 +145,7 @@ def test_imagefolder_needs_a_folder_of_class_folders(tmp_path):
     with pytest.raises(ConfigError, match=r"flat: has no class sub-folders"):
         check_data_files("imagefolder", str(tmp_path / "flat"), True)
     (tmp_path / "photos" / "cat").mkdir(parents=True)
+    (tmp_path / "photos" / "dog").mkdir()
     check_data_files("imagefolder", str(tmp_path / "photos"), False)
     with pytest.raises(ConfigError, match=r"^data.test_root=.*flat: has no class sub-folders"):
         check_data_files("imagefolder", str(tmp_path / "photos"), False,

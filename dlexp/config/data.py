@@ -208,8 +208,12 @@ class ImageFolderConfig(DataConfig):
         if self.classes is not None:
             classes = len(self.classes)
         else:
-            root = Path(self.root).expanduser()
-            classes = sum(1 for p in root.iterdir() if p.is_dir()) if root.is_dir() else 0
+            from dlexp.images import class_folders  # the rules training reads them by
+
+            try:
+                classes = len(class_folders(Path(self.root).expanduser()))
+            except OSError:  # no such folder: the file check says so
+                classes = 0
         return DataShape(self.channels, self.image_size, classes)
 
 

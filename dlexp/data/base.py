@@ -27,7 +27,7 @@ from dlexp.data.augment import (
     batch_transform,
 )
 from dlexp.data.augment import image_transform as augment_transform
-from dlexp.data.memory import MemoryBatches
+from dlexp.data.memory import MemoryBatches, drops_single_last
 from dlexp.data.normalize import InputNormalizer
 from dlexp.data.splits import RawData, Split, select_classes, stratified_split, subsample
 from dlexp.errors import InputError
@@ -41,6 +41,22 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
         images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
     )
     return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def resize_shorter(image: torch.Tensor, size: int) -> torch.Tensor:
+    """A uint8 ``(C, H, W)`` image resized so that its shorter side is ``size`` (as
+    :func:`resize`), then centre-cropped to ``size``x``size``."""
+    h, w = image.shape[-2:]
+    scale = size / min(h, w)
+    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
+    if (new_h, new_w) != (h, w):
+        out = F.interpolate(
+            image[None].float(), size=(new_h, new_w), mode="bilinear", antialias=True,
+            align_corners=False,
+        )  # fmt: skip
+        image = out.round_().clamp_(0, 255).to(torch.uint8)[0]
+    top, left = round((new_h - size) / 2), round((new_w - size) / 2)
+    return image[..., top : top + size, left : left + size]
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -119,10 +135,16 @@ class ImageDataModule(pl.LightningDataModule):
         self.normalizer = InputNormalizer.fit(self.cfg.normalize, self.train_split.images)
 
     def _loader(self, dataset, shuffle: bool, collate_fn=None) -> DataLoader:
+        """Batches of ``dataset``; a shuffled (training) epoch drops a last batch of one sample
+        (:func:`drops_single_last`; under DDP counted per rank, as its sampler shards)."""
+        trainer = self.trainer
+        world = trainer.world_size if trainer is not None else 1
+        per_rank = -(-len(dataset) // world)
         return DataLoader(
             dataset,
             batch_size=self.cfg.batch_size,
             shuffle=shuffle,
+            drop_last=shuffle and drops_single_last(per_rank, self.cfg.batch_size),
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
             collate_fn=collate_fn,

@@ -1,8 +1,9 @@
 """A user's own images: one sub-folder per class (torchvision's ``ImageFolder`` layout).
 
-Every image is decoded once, converted to ``data.channels`` channels, resized so that its
-shorter side is ``data.image_size`` and centre-cropped to a square, and held in memory as
-uint8 like every other dataset.
+Every image (which files count and how they are decoded: :mod:`dlexp.images`, the rules
+``dlexp predict`` follows too) is decoded once, converted to ``data.channels`` channels,
+resized so that its shorter side is ``data.image_size`` and centre-cropped to a square, and
+held in memory as uint8 like every other dataset.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import torch
 
 from dlexp.data.base import ImageDataModule, RawData, Split, stratified_split
 from dlexp.data.registry import register_data
-from dlexp.data.torchvision_sets import one_line
 from dlexp.data_files import check_image_folder
 from dlexp.errors import ConfigError, InputError
+from dlexp.images import IMAGE_SUFFIXES, ImageError, class_folders, find_images, load_image
 
 
 @register_data("imagefolder")
@@ -47,34 +48,29 @@ class ImageFolderDataModule(ImageDataModule):
         return self.cfg.val_fraction / (1 - self.cfg.test_fraction)
 
     def _read(self, key: str, root: str) -> tuple[Split, list[str]]:
-        from torchvision.datasets import ImageFolder
-
+        """Every image of ``root``'s class folders, read by :mod:`dlexp.images`'s rules."""
         try:
-            check_image_folder(key, root)  # a folder with class sub-folders, as the config check
+            check_image_folder(key, root)  # two or more class folders, as the config check
         except ConfigError as exc:
             raise InputError(str(exc)) from None
         folder = Path(root).expanduser()
+        classes = class_folders(folder)
         try:
-            dataset = ImageFolder(str(folder), loader=self._loader_for_file)
-        except (FileNotFoundError, OSError) as exc:  # no class folders, or no images in them
-            raise InputError(f"{key}={root}: {one_line(exc)}") from None
-        images, labels = [], []
-        for path, label in dataset.samples:
-            try:
-                images.append(dataset.loader(path))
-            except OSError as exc:
-                raise InputError(f"{key}={root}: cannot read {path}: {one_line(exc)}") from None
-            labels.append(label)
-        return Split(torch.stack(images), torch.tensor(labels, dtype=torch.long)), dataset.classes
-
-    def _loader_for_file(self, path: str) -> torch.Tensor:
-        from PIL import Image
-        from torchvision.transforms import v2
-
-        size = self.cfg.image_size
-        with Image.open(path) as img:
-            image = v2.functional.pil_to_tensor(
-                img.convert("L" if self.cfg.channels == 1 else "RGB")
+            per_class = find_images([folder / name for name in classes])
+        except ImageError as exc:
+            raise InputError(f"{key}={root}: {exc}") from None
+        empty = [name for name, files in zip(classes, per_class, strict=True) if not files]
+        if empty:
+            raise InputError(
+                f"{key}={root}: no images in the class folder(s) {', '.join(empty)} "
+                f"(images are files ending in {', '.join(IMAGE_SUFFIXES)})"
             )
-        image = v2.functional.resize(image, size, antialias=True)
-        return v2.functional.center_crop(image, [size, size])
+        images, labels = [], []
+        for label, files in enumerate(per_class):
+            for path in files:
+                try:
+                    images.append(load_image(path, self.cfg.channels, self.cfg.image_size))
+                except ImageError as exc:
+                    raise InputError(f"{key}={root}: {exc}") from None
+                labels.append(label)
+        return Split(torch.stack(images), torch.tensor(labels, dtype=torch.long)), classes

@@ -22,6 +22,12 @@ import torch
 from dlexp.data.augment import BatchMix
 
 
+def drops_single_last(n: int, batch_size: int) -> bool:
+    """Whether a training epoch of ``n`` samples leaves a last batch of one sample, which is
+    dropped: BatchNorm cannot train on one sample ("Expected more than 1 value per channel")."""
+    return n > 1 and batch_size > 1 and n % batch_size == 1
+
+
 class EpochSeed:
     """The epoch Lightning is in (``set_epoch``) and the per-epoch seed derived from it.
 
@@ -43,7 +49,8 @@ class MemoryBatches:
 
     ``shuffle`` draws a fresh permutation per epoch; ``augment`` (a batched transform) and
     ``mix`` (:class:`BatchMix`) apply to each batch in turn. ``rank``/``world_size`` shard
-    the split between DDP processes. Batches stay on the tensors' device.
+    the split between DDP processes. Batches stay on the tensors' device. A shuffled
+    (training) epoch drops a last batch of one sample (BatchNorm cannot train on it).
     """
 
     def __init__(
@@ -84,11 +91,16 @@ class MemoryBatches:
                 if self.shuffle
                 else len(range(self.rank, n, self.world_size))
             )
-        return math.ceil(n / self.batch_size)
+        return n // self.batch_size if self._drops_last(n) else math.ceil(n / self.batch_size)
+
+    def _drops_last(self, n: int) -> bool:
+        return self.shuffle and drops_single_last(n, self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = self.sampler.generator()
         order = self._indices(gen).to(self.images.device)
+        if self._drops_last(len(order)):
+            order = order[:-1]
         for index in order.split(self.batch_size):
             images, labels = self.images[index], self.labels[index]
             if self.augment is not None:
