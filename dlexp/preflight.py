@@ -113,9 +113,9 @@ def check_command_line(
             checked.by_overrides[frozenset(job)] = config
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         checked.output_dir = str(OmegaConf.select(base, key))
-        check_writable(key, checked.output_dir)
-        if writes:
+        if writes:  # first: a refused command leaves even the directory's mtime as it was
             check_output_dir(checked)
+        check_writable(key, checked.output_dir)
         checked.home_dirs = home_dir_overrides(base)
         return checked
 

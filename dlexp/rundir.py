@@ -221,8 +221,8 @@ def contents_problem(directory: Path, *, sweep: bool, ignore: frozenset[str] = f
     """
     try:
         names = sorted({p.name for p in Path(directory).iterdir()} - {LOCK_NAME} - ignore)
-    except FileNotFoundError:
-        return ""
+    except (FileNotFoundError, NotADirectoryError):
+        return ""  # nothing there yet (or a file: preflight.check_writable says so)
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
     if not names:
