@@ -190,7 +190,7 @@ def _alive(record: dict[str, Any]) -> bool:
 
 def in_use_by(directory: Path) -> str:
     """``in use by PID … (command) …``: the refusal naming the holder of ``directory``."""
-    record = holder(directory) or _read_record(Path(directory) / LOCK_NAME)
+    record = holder(directory)
     if not record:
         return "in use by another process (no record of which); wait for it to end"
     command = str(record.get("command", "?"))
