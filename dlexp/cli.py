@@ -120,6 +120,7 @@ def train_command(args: list[str]) -> int:
         multirun=parsed.multirun,
         config_dir=parsed.config_dir,
         config_name=parsed.config_name or "config",
+        writes=not parsed.cfg,
     )
     if parsed.cfg:  # print the composed config, run nothing
         _run_hydra(args, lambda cfg: None)
@@ -135,7 +136,7 @@ def train_command(args: list[str]) -> int:
     SweepSummary.last_rows = []
     statuses: list[str] = []
     try:
-        _run_hydra(args, lambda cfg: _train_job(cfg, checked, statuses))
+        _run_hydra(args, lambda cfg: _owned_job(cfg, checked, statuses), checked)
     except RunInterrupted as exc:
         print(
             f"error: dlexp train: {exc}; the run is recorded as interrupted "
@@ -175,7 +176,7 @@ def _expand_resume(args: list[str]) -> list[str]:
     own = [
         o
         for o in yaml.safe_load(saved.read_text()) or []
-        if not o.startswith(("resume=", "hydra.run.dir="))
+        if not o.startswith(("resume=", "hydra.run.dir=", "overwrite="))
     ]
     rest = [a for a in args if not a.startswith("resume=")]
     return [*own, *rest, f"hydra.run.dir={run_dir}", f"resume={run_dir}"]
@@ -209,22 +210,57 @@ def resume_sweep_command(args: list[str]) -> int:
         )
     from omegaconf import OmegaConf
 
-    task = [o for o in OmegaConf.load(saved).hydra.overrides.task if not o.startswith("resume=")]
+    task = [
+        o
+        for o in OmegaConf.load(saved).hydra.overrides.task
+        if not o.startswith(("resume=", "overwrite="))
+    ]
     return train_command(["-m", *task, f"hydra.sweep.dir={sweep_dir}", "resume=auto"])
 
 
-def _run_hydra(args: list[str], task: Callable) -> None:
+def _run_hydra(args: list[str], task: Callable, checked=None) -> None:
+    """Run ``task`` as Hydra's app; with ``checked`` (a run), its output dir held throughout."""
     import hydra
 
     from dlexp.config import CONF_DIR
+    from dlexp.rundir import claim_output_dir
 
     main = hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")(task)
+    lock = claim_output_dir(checked) if checked else None  # before Hydra writes .hydra/
     saved = sys.argv
     sys.argv = ["dlexp", *args]  # the program shell completion registers and calls
     try:
         main()
     finally:
         sys.argv = saved
+        if lock:
+            lock.release()
+
+
+def _owned_job(cfg, checked, statuses: list[str]) -> float:
+    """:func:`_train_job` holding the job's directory (refused, writing nothing, when another
+    process holds it; see :mod:`dlexp.rundir`)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from dlexp.rundir import claim_job_dir
+
+    hydra_cfg = HydraConfig.get()
+    try:
+        lock = claim_job_dir(
+            Path(hydra_cfg.runtime.output_dir),
+            multirun=hydra_cfg.mode == RunMode.MULTIRUN,
+            resume=cfg.get("resume") is not None,
+        )
+    except InputError as exc:
+        print(f"error: dlexp train: {exc}", file=sys.stderr)
+        statuses.append("bad_input")
+        return float("nan")
+    try:
+        return _train_job(cfg, checked, statuses)
+    finally:
+        if lock:
+            lock.release()
 
 
 def _train_job(cfg, checked, statuses: list[str]) -> float:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from dlexp.config import Config
 from dlexp.errors import EXIT_BAD_INPUT, EXIT_OK, InputError
 from dlexp.io import atomic_write_json, read_json
 from dlexp.run_config import EVAL_OVERRIDES, resolve_checkpoint, run_dir_of, saved_config
+from dlexp.rundir import acquire
 
 USAGE = """usage: dlexp eval ckpt=<run dir or .ckpt> [overrides]
 
@@ -44,14 +46,15 @@ def eval_command(args: list[str]) -> int:
     if run_dir is None:
         raise InputError(f"ckpt={ckpt}: no config.yaml beside it (eval needs the run's directory)")
     cfg = saved_config(run_dir, overrides, allowed=EVAL_OVERRIDES, command="eval")
-    from dlexp.checkpoints import lightning_state_dict, safe_load  # torch: after the checks
+    with acquire(run_dir, f"run dir {run_dir}") or nullcontext():
+        from dlexp.checkpoints import lightning_state_dict, safe_load  # torch: after the checks
 
-    state = lightning_state_dict(safe_load(ckpt, "ckpt"), ckpt, "ckpt")
-    result = evaluate(cfg, ckpt, state, overrides)
-    reference = _training_test(run_dir)
-    if reference:
-        result["training_test"] = reference
-    atomic_write_json(run_dir / "eval.json", result)
+        state = lightning_state_dict(safe_load(ckpt, "ckpt"), ckpt, "ckpt")
+        result = evaluate(cfg, ckpt, state, overrides)
+        reference = _training_test(run_dir)
+        if reference:
+            result["training_test"] = reference
+        atomic_write_json(run_dir / "eval.json", result)
     metrics = ", ".join(f"{k} {v:.6f}" for k, v in result["test"].items())
     print(f"{ckpt}: {metrics} ({result['data']['test']} test images) -> {run_dir / 'eval.json'}")
     return EXIT_OK

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from dlexp.errors import EXIT_BAD_INPUT, EXIT_OK, InputError
 from dlexp.images import IMAGE_SUFFIXES, ImageError, find_images, load_image, regular_file
 from dlexp.io import atomic_write_text, read_json
 from dlexp.run_config import PREDICT_OVERRIDES, resolve_checkpoint, run_dir_of, saved_config
+from dlexp.rundir import acquire
 
 if TYPE_CHECKING:
     import torch
@@ -64,11 +66,14 @@ def predict_command(args: list[str]) -> int:
     files = image_files(Path(options["inputs"]).expanduser())
     out = output_path(options.get("out"), run_dir)
     cfg = saved_config(run_dir, overrides, allowed=PREDICT_OVERRIDES, command="predict")
-    from dlexp.checkpoints import lightning_state_dict, safe_load  # torch: after the checks
+    writes_run = out.absolute().is_relative_to(run_dir.absolute())  # one writer per run dir
+    lock = acquire(run_dir, f"run dir {run_dir}") if writes_run else None
+    with lock or nullcontext():
+        from dlexp.checkpoints import lightning_state_dict, safe_load  # torch: after the checks
 
-    state = lightning_state_dict(safe_load(ckpt, "ckpt"), ckpt, "ckpt")
-    rows = predict(cfg, run_dir, ckpt, state, files, topk)
-    atomic_write_text(out, to_csv(rows, topk))
+        state = lightning_state_dict(safe_load(ckpt, "ckpt"), ckpt, "ckpt")
+        rows = predict(cfg, run_dir, ckpt, state, files, topk)
+        atomic_write_text(out, to_csv(rows, topk))
     _print_table(rows, ckpt, Path(options["inputs"]).expanduser())
     print(f"wrote {out}")
     return EXIT_OK

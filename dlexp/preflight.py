@@ -37,6 +37,7 @@ from dlexp.compat.hydra import (
 )
 from dlexp.config import CONF_DIR, Config, to_config
 from dlexp.errors import DlexpError, InputError
+from dlexp.rundir import check_output_dir
 
 
 @dataclass
@@ -53,6 +54,7 @@ class CheckedCommand:
     multirun: bool
     grid: bool = False
     home_dirs: list[str] = field(default_factory=list)  # see home_dir_overrides
+    output_dir: str = ""  # hydra.run.dir, or hydra.sweep.dir of a multirun
     by_overrides: dict[frozenset[str], Config] = field(default_factory=dict)
 
     def config_for(self, overrides: list[str]) -> Config | None:
@@ -66,12 +68,15 @@ def check_command_line(
     config_dir: str | None = None,
     config_name: str = "config",
     files: bool = True,
+    writes: bool = False,
 ) -> CheckedCommand:
     """Compose and validate every job of a command line.
 
     ``multirun`` is the command line's ``-m``; a config may also set ``hydra.mode: MULTIRUN``
     (e.g. an ``hparams_search`` file). ``files``: also check that the files the configs
-    name exist. Raises :class:`~dlexp.errors.DlexpError` subclasses.
+    name exist. ``writes``: the command will train, so its run (or sweep) directory must be
+    free and hold no other run (:func:`dlexp.rundir.check_output_dir`). Raises
+    :class:`~dlexp.errors.DlexpError` subclasses.
     """
     extra = (
         [f"hydra.searchpath=[file://{Path(config_dir).expanduser().resolve()}]"]
@@ -107,7 +112,10 @@ def check_command_line(
             checked.configs.append(config)
             checked.by_overrides[frozenset(job)] = config
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-        check_writable(key, OmegaConf.select(base, key))
+        checked.output_dir = str(OmegaConf.select(base, key))
+        if writes:  # first: a refused command leaves even the directory's mtime as it was
+            check_output_dir(checked)
+        check_writable(key, checked.output_dir)
         checked.home_dirs = home_dir_overrides(base)
         return checked
 

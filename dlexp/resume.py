@@ -16,8 +16,9 @@ from typing import Any
 
 from dlexp.errors import ConfigError, InputError
 from dlexp.io import read_json
+from dlexp.rundir import LOCK_NAME
 
-KEEP_ON_RESTART = {".hydra", "train.log", "attempts"}
+KEEP_ON_RESTART = {".hydra", "train.log", "attempts", LOCK_NAME}
 
 
 @dataclass
@@ -73,12 +74,13 @@ def plan_resume(run_dir: Path) -> ResumePlan:
     return ResumePlan(previous=previous)
 
 
-def archive_attempt(run_dir: Path) -> Path:
-    """Move the files of an earlier attempt into ``attempts/<n>/`` (Hydra's files stay)."""
+def archive_attempt(run_dir: Path, keep: set[str] = KEEP_ON_RESTART) -> Path:
+    """Move the files of an earlier attempt into ``attempts/<n>/``, but for ``keep`` (by
+    default Hydra's files and the run dir's lock stay)."""
     attempts = run_dir / "attempts"
     target = attempts / str(len(list(attempts.glob("*"))) + 1 if attempts.is_dir() else 1)
     target.mkdir(parents=True)
     for item in run_dir.iterdir():
-        if item.name not in KEEP_ON_RESTART:
+        if item.name not in keep:
             shutil.move(str(item), target / item.name)
     return target

@@ -20,6 +20,7 @@ Every job is checked before anything is created: bad input is one line and exit 
   --info          Hydra's view of the config search path and defaults
   --hydra-help    Hydra's own flags (launchers, sweepers, shell completion)
   resume=<dir>    continue a run in its own directory
+  overwrite=true  train into a directory that is not empty (its contents go to attempts/<n>/)
 
 Keys and defaults of each group: dlexp/config/<group>.py, or --cfg job.
 """

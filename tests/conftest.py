@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -143,6 +144,28 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
+    """Start ``python -m dlexp ARGS`` in the background (signals, concurrent writers)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "dlexp", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Poll ``condition`` until it holds; fail when ``proc`` exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"exited early: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 HEAVY = ("torch", "torchvision", "pytorch_lightning", "lightning", "lightning_fabric")

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import QUICK, REPO, read_epochs, read_metrics, run_inprocess
+from conftest import QUICK, read_epochs, read_metrics, run_inprocess, start_cli, wait_for
 
 # Epochs long enough (batch 8: ~160 steps) to be signalled mid-epoch, reproducible on CPU.
 RESUMABLE = [
@@ -31,29 +28,9 @@ RESUMABLE = [
 ]
 
 
-def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "dlexp", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def epochs_done(run_dir: Path) -> int:
     path = run_dir / "epochs.csv"
     return max(len(path.read_text().splitlines()) - 1, 0) if path.is_file() else 0
-
-
-def wait_for(condition, proc: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert proc.poll() is None, f"exited early: {proc.stderr.read()}"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def scalar_steps(run_dir: Path, tag: str) -> list[int]:

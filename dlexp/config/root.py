@@ -68,12 +68,20 @@ class Config:
     callbacks: dict[str, Any] | None = field(default_factory=dict)
     seed: int = param(42, ge=0, lt=2**32)
     resume: str | None = None  # a run dir (set by `dlexp train resume=<dir>`) or "auto"
+    # train into a directory that is not empty (a run, a sweep, other files): its contents
+    # are moved into <dir>/attempts/<n>/ first (without it, such a directory is refused)
+    overwrite: bool = False
 
     def check(self, key: str) -> None:
         """Rules spanning groups, known without torch: the model takes the data's image
-        size, the schedule fits the run's length, ``resume`` names a run."""
+        size, the schedule fits the run's length, ``resume`` names a run (and is not
+        combined with ``overwrite``)."""
         from dlexp.resume import run_dir_of
 
+        if self.resume is not None and self.overwrite:
+            raise ConfigError(
+                "overwrite", True, f"cannot be combined with resume={self.resume} (pick one)"
+            )
         if self.resume not in (None, "auto"):
             run_dir_of(self.resume)
         self.model.check_input(self.data.shape().image_size)
