@@ -44,6 +44,9 @@ def eval_command(args: list[str]) -> int:
     if run_dir is None:
         raise InputError(f"ckpt={ckpt}: no config.yaml beside it (eval needs the run's directory)")
     cfg = saved_config(run_dir, overrides, allowed=EVAL_OVERRIDES, command="eval")
+    from dlexp.preflight import check_writable
+
+    check_writable("ckpt", str(run_dir))  # where eval.json goes: found before the work
     from dlexp.checkpoints import lightning_state_dict, safe_load  # torch: after the checks
 
     state = lightning_state_dict(safe_load(ckpt, "ckpt"), ckpt, "ckpt")

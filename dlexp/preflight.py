@@ -29,6 +29,7 @@ from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from dlexp.bounds import RUN_DIR_ROOM, check_job_count, check_override_sizes, check_path_length
 from dlexp.compat.hydra import (
     apply_value_overrides,
     describe_config_error,
@@ -36,7 +37,7 @@ from dlexp.compat.hydra import (
     parse_overrides,
 )
 from dlexp.config import CONF_DIR, Config, to_config
-from dlexp.errors import DlexpError, InputError
+from dlexp.errors import DlexpError, InputError, shorten
 
 
 @dataclass
@@ -78,6 +79,7 @@ def check_command_line(
         if config_dir
         else []
     )
+    check_override_sizes(overrides)
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF_DIR), version_base=None, job_name="train"):
         loader = GlobalHydra.instance().config_loader()
@@ -139,7 +141,7 @@ def home_dir_overrides(cfg: DictConfig) -> list[str]:
 
 def check_writable(key: str, directory: str) -> None:
     """Raise :class:`InputError` unless ``directory`` can be created (or written) here."""
-    path = Path(directory).expanduser().absolute()
+    path = check_path_length(key, directory, RUN_DIR_ROOM)
     ancestor = path
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -149,7 +151,7 @@ def check_writable(key: str, directory: str) -> None:
         tempfile.TemporaryDirectory(dir=ancestor).cleanup()
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise InputError(f"{key}={directory}: cannot write there ({reason})") from None
+        raise InputError(f"{key}={shorten(directory)}: cannot write there ({reason})") from None
 
 
 def _expand_sweep(
@@ -164,6 +166,7 @@ def _expand_sweep(
         return [fixed]
     declared = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
     parsed = parse_overrides(declared + overrides, loader)
+    check_job_count(parsed)
     try:
         return grid_jobs(parsed)
     except Exception as exc:  # e.g. range() / interval() given to the grid sweeper
