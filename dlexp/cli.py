@@ -6,7 +6,6 @@ commands take ``key=value`` arguments. Exit codes: 0 success, 1 training failure
 
 from __future__ import annotations
 
-import errno
 import logging
 import shutil
 import sys
@@ -17,7 +16,7 @@ from dlexp.errors import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     EXIT_TRAINING_FAILED,
-    SHOWN_CHARS,
+    PATH_ERRNOS,
     ArgumentParser,
     ConfigError,
     DlexpError,
@@ -25,6 +24,7 @@ from dlexp.errors import (
     RunDiverged,
     RunInterrupted,
     one_line,
+    path_error,
 )
 
 log = logging.getLogger("dlexp")
@@ -79,26 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail(f"dlexp {command}: interrupted", 130)
     except OSError as exc:
-        if exc.errno not in _PATH_ERRNOS:
+        if exc.errno not in PATH_ERRNOS:
             raise
-        return _fail(f"dlexp {command}: {_path_error(exc, rest)}")
-
-
-# A path given as input that the OS cannot even look up: bad input, wherever it is found.
-_PATH_ERRNOS = (errno.ENAMETOOLONG, errno.ELOOP)
-
-
-def _path_error(exc: OSError, args: list[str]) -> str:
-    """One line naming the argument whose path ``exc`` is about (the path when none matches)."""
-    path = str(exc.filename or "")
-    reason = exc.strerror or str(exc)
-    if exc.errno == errno.ENAMETOOLONG:
-        reason += " (a name over 255 bytes or a path over 4096)"
-    for arg in args:
-        value = arg.split("=", 1)[-1]
-        if value and path and (value in path or path in value):
-            return f"{one_line(arg, SHOWN_CHARS)}: {reason}"
-    return f"{one_line(path, SHOWN_CHARS)}: {reason}"
+        return _fail(f"dlexp {command}: {path_error(exc, rest)}")
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 
 EXIT_OK = 0
@@ -62,6 +63,23 @@ def one_line(message: str, limit: int = MESSAGE_CHARS) -> str:
     """``message`` as one line of at most ``limit`` characters."""
     lines = (line.strip() for line in str(message).splitlines())
     return shorten(" ".join(line for line in lines if line), limit)
+
+
+# A path given as input that the OS cannot even look up: bad input, wherever it is found.
+PATH_ERRNOS = (errno.ENAMETOOLONG, errno.ELOOP)
+
+
+def path_error(exc: OSError, args: list[str]) -> str:
+    """One line for ``exc`` (see :data:`PATH_ERRNOS`) naming the argument among ``args``
+    whose path it is about (the path itself when none is)."""
+    path = str(exc.filename or "")
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENAMETOOLONG:
+        reason += " (a name over 255 bytes or a path over 4096)"
+    given = [(a.split("=", 1)[-1], a) for a in args]
+    matches = [(len(v), a) for v, a in given if v and path and (v in path or path in v)]
+    shown = max(matches)[1] if matches else path  # the longest: "2" is in many paths
+    return f"{shorten(one_line(shown))}: {reason}"
 
 
 def _show(value: object) -> str:

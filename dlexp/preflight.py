@@ -37,7 +37,7 @@ from dlexp.compat.hydra import (
     parse_overrides,
 )
 from dlexp.config import CONF_DIR, Config, to_config
-from dlexp.errors import DlexpError, InputError, shorten
+from dlexp.errors import PATH_ERRNOS, DlexpError, InputError, path_error, shorten
 
 
 @dataclass
@@ -246,10 +246,12 @@ def explain(exc: BaseException, overrides: list[str]) -> str:
     """One readable line for a composition error, naming the override it comes from."""
     if isinstance(exc, DlexpError):
         return str(exc)
+    if isinstance(exc, OSError) and exc.errno in PATH_ERRNOS:
+        return path_error(exc, overrides)
     info = describe_config_error(exc)
-    given = (_override_for(info.key, overrides) if info.key else None) or info.key
+    given = shorten((_override_for(info.key, overrides) if info.key else None) or info.key or "")
     if info.kind == "missing_option":
-        wanted = _override_for(info.key, overrides) or f"{info.key}={info.value}"
+        wanted = shorten(_override_for(info.key, overrides) or f"{info.key}={info.value}")
         options = ", ".join(o for o in info.options if not o.startswith("_"))
         return f"{wanted}: no such option in group '{info.key}'; available: {options}"
     if info.kind == "unknown_key":

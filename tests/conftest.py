@@ -113,12 +113,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             terminalreporter.write_line(line)
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``python -m dlexp ARGS`` in a fresh process (exit codes, stderr, signals)."""
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 300, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    """Run ``python -m dlexp ARGS`` in a fresh process (exit codes, stderr, signals);
+    ``prefix``: a command that runs it (e.g. :data:`NO_CAPABILITIES`)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(
-        [sys.executable, "-m", "dlexp", *args],
+        [*prefix, sys.executable, "-m", "dlexp", *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -126,6 +129,10 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
         timeout=timeout,
     )
 
+
+# Root without its capabilities: file permissions bind it (tests run as root, where chmod alone
+# makes nothing read-only).
+NO_CAPABILITIES = ("setpriv", "--inh-caps=-all", "--bounding-set=-all", "--")
 
 HEAVY = ("torch", "torchvision", "pytorch_lightning", "lightning", "lightning_fabric")
 
