@@ -16,12 +16,15 @@ from dlexp.errors import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     EXIT_TRAINING_FAILED,
+    PATH_ERRNOS,
     ArgumentParser,
     ConfigError,
     DlexpError,
     InputError,
     RunDiverged,
     RunInterrupted,
+    one_line,
+    path_error,
 )
 
 log = logging.getLogger("dlexp")
@@ -75,10 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"dlexp {command}: {exc}", exc.exit_code)
     except KeyboardInterrupt:
         return _fail(f"dlexp {command}: interrupted", 130)
+    except OSError as exc:
+        if exc.errno not in PATH_ERRNOS:
+            raise
+        return _fail(f"dlexp {command}: {path_error(exc, rest)}")
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {one_line(message)}", file=sys.stderr)
     return code
 
 
@@ -149,11 +156,9 @@ def train_command(args: list[str]) -> int:
         statuses = [row["status"] for row in SweepSummary.last_rows] or statuses
     failed = [s for s in statuses if s not in ("completed",)]
     if checked.multirun and statuses:
-        print(
-            f"sweep: {len(statuses) - len(failed)} of {len(statuses)} jobs completed"
-            + (f", {len(failed)} failed" if failed else ""),
-            file=sys.stderr,
-        )
+        from dlexp.reports.summary import count_statuses
+
+        print(f"sweep: {count_statuses(statuses)}", file=sys.stderr)
     if "bad_input" in statuses and not checked.multirun:
         return EXIT_BAD_INPUT
     return EXIT_TRAINING_FAILED if failed else EXIT_OK
@@ -290,7 +295,7 @@ def _train_job(cfg, checked, statuses: list[str]) -> float:
         log.info("run %s: %s (test %s)", record["status"], run_dir, record.get("test"))
         return float(record["best"].get(record["monitor"]["metric"], float("nan")))
     except DlexpError as exc:
-        error = str(exc)
+        error = one_line(str(exc))
         print(f"error: dlexp train: {error}", file=sys.stderr)
         if isinstance(exc, RunDiverged):
             status = "diverged"
@@ -300,7 +305,7 @@ def _train_job(cfg, checked, statuses: list[str]) -> float:
             if first and not multirun and not (run_dir / "metrics.json").exists():
                 shutil.rmtree(run_dir, ignore_errors=True)  # leave nothing that looks like a run
     except Exception as exc:  # a bug or an unexpected library error: record, do not crash a sweep
-        error = f"{type(exc).__name__}: {exc}"
+        error = one_line(f"{type(exc).__name__}: {exc}")
         log.debug("unexpected error", exc_info=True)
         print(f"error: {error} (traceback in {run_dir}/train.log)", file=sys.stderr)
     statuses.append(status)
@@ -309,14 +314,16 @@ def _train_job(cfg, checked, statuses: list[str]) -> float:
         from dlexp.io import atomic_write_json
 
         atomic_write_json(
-            run_dir / "metrics.json", {"status": "failed", "error": error, "overrides": overrides}
+            run_dir / "metrics.json", {"status": status, "error": error, "overrides": overrides}
         )
     return float("nan")
 
 
 def key_values(args: list[str], command: str) -> dict[str, str]:
     """``key=value`` arguments of the non-Hydra commands, in order; anything else is bad input."""
+    from dlexp.bounds import check_override_sizes
 
+    check_override_sizes(args)
     parsed: dict[str, str] = {}
     for arg in args:
         key, sep, value = arg.partition("=")

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 
 EXIT_OK = 0
@@ -45,12 +46,54 @@ class TrainingError(DlexpError):
     exit_code = EXIT_TRAINING_FAILED
 
 
+SHOWN_CHARS = 200  # a value echoed in an error is cut to this many characters
+MESSAGE_CHARS = 480  # and a whole error line to this many
+
+
+def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut in the middle to at most ``limit`` characters (the end often says why)."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) * 2 // 3
+    return f"{text[:head]}…{text[len(text) - (limit - 1 - head) :]}"
+
+
+def one_line(message: str, limit: int = MESSAGE_CHARS) -> str:
+    """``message`` as one line of at most ``limit`` characters."""
+    lines = (line.strip() for line in str(message).splitlines())
+    return shorten(" ".join(line for line in lines if line), limit)
+
+
+# A path given as input that the OS cannot even look up: bad input, wherever it is found.
+PATH_ERRNOS = (errno.ENAMETOOLONG, errno.ELOOP)
+
+
+def path_error(exc: OSError, args: list[str]) -> str:
+    """One line for ``exc`` (see :data:`PATH_ERRNOS`) naming the argument among ``args``
+    whose path it is about (the path itself when none is)."""
+    path = str(exc.filename or "")
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENAMETOOLONG:
+        reason += " (a name over 255 bytes or a path over 4096)"
+    given = [(a.split("=", 1)[-1], a) for a in args]
+    matches = [(len(v), a) for v, a in given if v and path and (v in path or path in v)]
+    shown = max(matches)[1] if matches else path  # the longest: "2" is in many paths
+    return f"{shorten(one_line(shown))}: {reason}"
+
+
 def _show(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"  # as written in YAML and on the command line
     if isinstance(value, str):
-        return repr(value) if (" " in value or value == "") else value
-    return repr(value) if not isinstance(value, (int, float, bool)) or value is None else str(value)
+        shown = repr(value) if (" " in value or value == "") else value
+    elif isinstance(value, int) and value.bit_length() > 600:  # str() refuses > 4300 digits
+        shown = f"<an integer of {int(value.bit_length() * 0.30103) + 1} digits>"
+    elif isinstance(value, (int, float)):
+        shown = str(value)
+    else:
+        shown = repr(value)
+    return shorten(shown)
 
 
 class ArgumentParser(argparse.ArgumentParser):

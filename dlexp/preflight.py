@@ -29,6 +29,7 @@ from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from dlexp.bounds import RUN_DIR_ROOM, check_job_count, check_override_sizes, check_path_length
 from dlexp.compat.hydra import (
     apply_value_overrides,
     describe_config_error,
@@ -36,7 +37,7 @@ from dlexp.compat.hydra import (
     parse_overrides,
 )
 from dlexp.config import CONF_DIR, Config, to_config
-from dlexp.errors import DlexpError, InputError
+from dlexp.errors import PATH_ERRNOS, DlexpError, InputError, path_error, shorten
 from dlexp.rundir import check_output_dir
 
 
@@ -83,6 +84,7 @@ def check_command_line(
         if config_dir
         else []
     )
+    check_override_sizes(overrides)
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF_DIR), version_base=None, job_name="train"):
         loader = GlobalHydra.instance().config_loader()
@@ -152,7 +154,7 @@ def check_writable(key: str, directory: str) -> None:
     write into every folder below it that a run writes into (``checkpoints/``, ...): found
     now, not when the first checkpoint is saved after an epoch of training.
     """
-    path = Path(directory).expanduser().absolute()
+    path = check_path_length(key, directory, RUN_DIR_ROOM)
     ancestor = path
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -162,12 +164,12 @@ def check_writable(key: str, directory: str) -> None:
         tempfile.TemporaryDirectory(dir=ancestor).cleanup()
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise InputError(f"{key}={directory}: cannot write there ({reason})") from None
+        raise InputError(f"{key}={shorten(directory)}: cannot write there ({reason})") from None
     if ancestor == path:
         blocked = _unwritable_below(path)
         if blocked:
             raise InputError(
-                f"{key}={directory}: cannot write into {blocked} (not writable by this process;"
+                f"{key}={shorten(directory)}: cannot write into {blocked} (not writable by this process;"
                 " a run writes checkpoints and logs there)"
             )
 
@@ -204,6 +206,7 @@ def _expand_sweep(
         return [fixed]
     declared = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
     parsed = parse_overrides(declared + overrides, loader)
+    check_job_count(parsed)
     try:
         return grid_jobs(parsed)
     except Exception as exc:  # e.g. range() / interval() given to the grid sweeper
@@ -288,10 +291,12 @@ def explain(exc: BaseException, overrides: list[str]) -> str:
     """One readable line for a composition error, naming the override it comes from."""
     if isinstance(exc, DlexpError):
         return str(exc)
+    if isinstance(exc, OSError) and exc.errno in PATH_ERRNOS:
+        return path_error(exc, overrides)
     info = describe_config_error(exc)
-    given = (_override_for(info.key, overrides) if info.key else None) or info.key
+    given = shorten((_override_for(info.key, overrides) if info.key else None) or info.key or "")
     if info.kind == "missing_option":
-        wanted = _override_for(info.key, overrides) or f"{info.key}={info.value}"
+        wanted = shorten(_override_for(info.key, overrides) or f"{info.key}={info.value}")
         options = ", ".join(o for o in info.options if not o.startswith("_"))
         return f"{wanted}: no such option in group '{info.key}'; available: {options}"
     if info.kind == "unknown_key":

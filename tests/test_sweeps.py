@@ -128,7 +128,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
         cwd=tmp_path,
     )
     assert code == 1
-    assert "sweep: 1 of 2 jobs completed, 1 failed" in capsys.readouterr().err
+    assert "sweep: 1 of 2 completed, 1 failed" in capsys.readouterr().err
     sweep = only_sweep_dir(tmp_path)
     failed, completed = read_metrics(sweep / "0"), read_metrics(sweep / "1")
     assert failed["status"] == "failed" and "exploding at epoch 2" in failed["error"]
@@ -253,4 +253,4 @@ def test_parallel_launcher_runs_jobs_in_processes(tmp_path):
     assert done.returncode == 0, done.stderr
     sweep = only_sweep_dir(tmp_path)
     assert [read_metrics(sweep / j)["status"] for j in ("0", "1")] == ["completed"] * 2
-    assert "sweep: 2 of 2 jobs completed" in done.stderr
+    assert "sweep: 2 of 2 completed" in done.stderr

@@ -70,8 +70,18 @@ def _in_bounds(value: Any, meta: dict[str, Any]) -> bool:
     )
 
 
+# Integers without a declared upper bound stay within a C int: beyond it torch and the data
+# loaders overflow (or a run of 10**40 epochs starts).
+INT_LIMIT = 2**31
+
+
 def check_value(key: str, value: Any, meta: dict[str, Any]) -> None:
     """Raise :class:`ConfigError` if ``value`` breaks the constraints in ``meta``."""
+    if "le" not in meta and "lt" not in meta and "choices" not in meta:
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, int) and not isinstance(item, bool) and abs(item) >= INT_LIMIT:
+                bounds = {"gt": -INT_LIMIT, **meta, "lt": INT_LIMIT}
+                raise ConfigError(key, value, f"must be {describe_bounds(bounds)}")
     if value is None or not any(k in meta for k in ("choices", "ge", "gt", "le", "lt")):
         return
     items = list(value) if meta.get("each") and isinstance(value, (list, tuple)) else [value]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,25 +71,77 @@ def parse_overrides(lines: list[str]) -> dict[str, str]:
 
 
 def read_run(path: Path) -> Run:
-    """Read ``metrics.json`` (or Hydra's overrides when the job died early) and ``epochs.csv``."""
-    metrics_file = path / "metrics.json"
+    """Read ``metrics.json`` (or Hydra's overrides when the job died early) and ``epochs.csv``.
+
+    A file that is not what dlexp writes (malformed, or valid JSON of another shape) is an
+    :class:`InputError` naming it.
+    """
     metrics: dict[str, Any] = {}
-    if metrics_file.is_file():
-        try:
-            metrics = json.loads(metrics_file.read_text())
-        except json.JSONDecodeError:
-            metrics = {"status": "corrupt"}
+    if (path / "metrics.json").is_file():
+        metrics = _read_record(path / "metrics.json")
     overrides = metrics.get("overrides")
     if overrides is None:
         overrides = _hydra_overrides(path)
-    epochs = []
-    if (path / "epochs.csv").is_file():
-        with open(path / "epochs.csv", newline="") as f:
-            epochs = [
-                {k: float(v) for k, v in row.items() if v not in ("", None)}
-                for row in csv.DictReader(f)
-            ]
+    epochs = _read_epochs(path / "epochs.csv") if (path / "epochs.csv").is_file() else []
     return Run(path, metrics, parse_overrides(overrides), epochs)
+
+
+# The fields of metrics.json a report reads, and the JSON types each may have.
+_NUMBER = (int, float)
+_RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "status": (str,),
+    "overrides": (list,),
+    "test": (dict,),
+    "best": (dict,),
+    "epochs": _NUMBER,
+    "best_epoch": _NUMBER,
+    "wall_seconds": _NUMBER,
+}
+
+
+def _read_record(file: Path) -> dict[str, Any]:
+    try:
+        metrics = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{file}: not a dlexp run record (malformed JSON: {exc})") from None
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("status"), str):
+        found = type(metrics).__name__ if not isinstance(metrics, dict) else "no status"
+        raise InputError(f"{file}: not a dlexp run record (a JSON object with a status); {found}")
+    for key, types in _RECORD_FIELDS.items():
+        value = metrics.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            raise InputError(f"{file}: {key} is a {type(value).__name__}, not a dlexp record's")
+    if not all(isinstance(o, str) for o in metrics.get("overrides") or []):
+        raise InputError(f"{file}: overrides must be a list of strings")
+    for section in ("test", "best"):
+        values = (metrics.get(section) or {}).values()
+        if not all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in values):
+            raise InputError(f"{file}: {section} must map metric names to numbers")
+    return metrics
+
+
+def _read_epochs(file: Path) -> list[dict[str, float]]:
+    """The rows of ``epochs.csv`` as numbers; a row that is not is an :class:`InputError`."""
+    try:
+        with open(file, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = reader.fieldnames or []
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{file}: not a dlexp epochs.csv ({exc})") from None
+    if rows and "epoch" not in columns:
+        raise InputError(f"{file}: not a dlexp epochs.csv (no epoch column)")
+    epochs = []
+    for line, row in enumerate(rows, start=2):
+        if None in row or None in row.values():
+            raise InputError(f"{file}: line {line} has {len(columns)} columns expected")
+        try:
+            epochs.append({k: float(v) for k, v in row.items() if v != ""})
+        except ValueError as exc:
+            raise InputError(f"{file}: line {line}: {exc}") from None
+        if "epoch" not in epochs[-1] or not math.isfinite(epochs[-1]["epoch"]):
+            raise InputError(f"{file}: line {line}: no epoch number")
+    return epochs
 
 
 def _hydra_overrides(path: Path) -> list[str]:
@@ -97,7 +150,17 @@ def _hydra_overrides(path: Path) -> list[str]:
         return []
     import yaml
 
-    return list(yaml.safe_load(file.read_text()) or [])
+    try:
+        overrides = yaml.safe_load(file.read_text(encoding="utf-8")) or []
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(f"{file}: malformed YAML ({_first_line(exc)})") from None
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise InputError(f"{file}: not a list of override strings")
+    return overrides
+
+
+def _first_line(exc: Exception) -> str:
+    return next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
 
 
 def find_runs(paths: list[Path]) -> list[Run]:

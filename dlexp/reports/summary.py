@@ -24,6 +24,23 @@ METRIC_COLUMNS = (
 )
 
 
+# How a job ended, in the order the counts are shown; any other status is counted by its name.
+ENDINGS = ("diverged", "failed", "interrupted", "bad_input")
+
+
+def count_statuses(statuses: list[str]) -> str:
+    """``"1 of 4 completed, 2 diverged, 1 failed"``: every way a job ended, counted apart."""
+    counts: dict[str, int] = {}
+    for status in statuses:
+        if status != "completed":
+            counts[status] = counts.get(status, 0) + 1
+    order = [*ENDINGS, *sorted(set(counts) - set(ENDINGS))]
+    done = len(statuses) - sum(counts.values())
+    parts = [f"{done} of {len(statuses)} completed"]
+    parts += [f"{counts[s]} {s}" for s in order if counts.get(s)]
+    return ", ".join(parts)
+
+
 def summary_rows(runs: list[Run]) -> list[dict[str, Any]]:
     """Rows of the summary: job, the varying overrides, status, metrics, epochs, seconds."""
     factors = varying_keys(runs)
@@ -70,9 +87,7 @@ def write_summary(runs: list[Run], out_dir: Path) -> list[dict[str, Any]]:
             {k: _cell(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows
         )
     atomic_write_text(out_dir / "summary.csv", buffer.getvalue())
-    failed = sum(r["status"] != "completed" for r in rows)
-    header = f"# Sweep summary\n\n{len(rows)} jobs, {len(rows) - failed} completed"
-    header += f", {failed} not completed" if failed else ""
+    header = f"# Sweep summary\n\n{count_statuses([r['status'] for r in rows])}"
     atomic_write_text(out_dir / "summary.md", f"{header}.\n\n{markdown_table(rows)}")
     return rows
 

@@ -87,15 +87,31 @@ def parse_overrides(lines: Sequence[str], config_loader: Any = None) -> list[Ove
     cannot parse raises :class:`~dlexp.errors.InputError` naming it."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from dlexp.errors import InputError
+    from dlexp.errors import InputError, shorten
 
+    parser = OverridesParser.create(config_loader=config_loader)
     try:
-        return OverridesParser.create(config_loader=config_loader).parse_overrides(list(lines))
+        return parser.parse_overrides(list(lines))
     except OverrideParseException as exc:
         reason = _first(exc.message)
         raise InputError(
-            f"{exc.override}: cannot parse this override ({reason}){quoting_hint(exc.override)}"
+            f"{shorten(exc.override)}: cannot parse this override ({shorten(reason)})"
+            f"{quoting_hint(exc.override)}"
         ) from None
+    except ValueError as exc:  # int() of more digits than Python converts (sys.int_info)
+        line = next((o for o in lines if _fails_to_parse(parser, o)), "override")
+        reason = "an integer of more than 4300 digits" if "digits" in str(exc) else str(exc)
+        raise InputError(
+            f"{shorten(line)}: cannot parse this override ({_first(reason)})"
+        ) from None
+
+
+def _fails_to_parse(parser: Any, line: str) -> bool:
+    try:
+        parser.parse_override(line)
+    except (OverrideParseException, ValueError):
+        return True
+    return False
 
 
 def quoting_hint(override: str) -> str:
