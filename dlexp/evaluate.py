@@ -46,7 +46,7 @@ def eval_command(args: list[str]) -> int:
     if run_dir is None:
         raise InputError(f"ckpt={ckpt}: no config.yaml beside it (eval needs the run's directory)")
     cfg = saved_config(run_dir, overrides, allowed=EVAL_OVERRIDES, command="eval")
-    with acquire(run_dir, f"run dir {run_dir}") or nullcontext():
+    with acquire(run_dir, f"ckpt={options['ckpt']} (its run dir {run_dir})") or nullcontext():
         from dlexp.checkpoints import lightning_state_dict, safe_load  # torch: after the checks
 
         state = lightning_state_dict(safe_load(ckpt, "ckpt"), ckpt, "ckpt")

@@ -67,7 +67,7 @@ def predict_command(args: list[str]) -> int:
     out = output_path(options.get("out"), run_dir)
     cfg = saved_config(run_dir, overrides, allowed=PREDICT_OVERRIDES, command="predict")
     writes_run = out.absolute().is_relative_to(run_dir.absolute())  # one writer per run dir
-    lock = acquire(run_dir, f"run dir {run_dir}") if writes_run else None
+    lock = acquire(run_dir, f"out={out} (in the run dir {run_dir})") if writes_run else None
     with lock or nullcontext():
         from dlexp.checkpoints import lightning_state_dict, safe_load  # torch: after the checks
 

@@ -15,29 +15,26 @@ What needs the model built (stage names, torchvision weights, the accelerator) i
 from __future__ import annotations
 
 import copy
-import enum
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+from omegaconf.errors import OmegaConfBaseException
 
 from dlexp.bounds import RUN_DIR_ROOM, check_job_count, check_override_sizes, check_path_length
 from dlexp.compat.hydra import (
     apply_value_overrides,
-    describe_config_error,
     grid_jobs,
     parse_overrides,
 )
 from dlexp.config import CONF_DIR, Config, to_config
-from dlexp.errors import PATH_ERRNOS, DlexpError, InputError, path_error, shorten
+from dlexp.errors import DlexpError, InputError, shorten
+from dlexp.explain import explain, first_line
 from dlexp.rundir import check_output_dir
 
 
@@ -169,8 +166,8 @@ def check_writable(key: str, directory: str) -> None:
         blocked = _unwritable_below(path)
         if blocked:
             raise InputError(
-                f"{key}={shorten(directory)}: cannot write into {blocked} (not writable by this process;"
-                " a run writes checkpoints and logs there)"
+                f"{key}={shorten(directory)}: cannot write into {blocked} (not writable by this "
+                "process; a run writes checkpoints and logs there)"
             )
 
 
@@ -210,7 +207,7 @@ def _expand_sweep(
     try:
         return grid_jobs(parsed)
     except Exception as exc:  # e.g. range() / interval() given to the grid sweeper
-        raise InputError(f"sweep: {_first(str(exc))}") from None
+        raise InputError(f"sweep: {first_line(str(exc))}") from None
 
 
 def _is_grid(cfg: DictConfig) -> bool:
@@ -274,66 +271,3 @@ def check_files(config: Config) -> None:
         getattr(data, "download", False),
         test_root=getattr(data, "test_root", None),
     )
-
-
-# -- turning Hydra's and OmegaConf's errors into one line --------------------------------------
-
-_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-
-
-def _type_words(expected: Any) -> str:
-    if isinstance(expected, type) and issubclass(expected, enum.Enum):
-        return "one of: " + ", ".join(expected.__members__)
-    return _TYPE_WORDS.get(expected, getattr(expected, "__name__", "of another type"))
-
-
-def explain(exc: BaseException, overrides: list[str]) -> str:
-    """One readable line for a composition error, naming the override it comes from."""
-    if isinstance(exc, DlexpError):
-        return str(exc)
-    if isinstance(exc, OSError) and exc.errno in PATH_ERRNOS:
-        return path_error(exc, overrides)
-    info = describe_config_error(exc)
-    given = shorten((_override_for(info.key, overrides) if info.key else None) or info.key or "")
-    if info.kind == "missing_option":
-        wanted = shorten(_override_for(info.key, overrides) or f"{info.key}={info.value}")
-        options = ", ".join(o for o in info.options if not o.startswith("_"))
-        return f"{wanted}: no such option in group '{info.key}'; available: {options}"
-    if info.kind == "unknown_key":
-        known = ", ".join(k for k in info.known_keys if not k.startswith("_") and k != "hydra")
-        return f"{given}: unknown key '{info.key}'" + (f"; keys there: {known}" if known else "")
-    if info.kind == "wrong_type" and info.expected_type is not None:
-        return f"{given}: {info.key} must be {_type_words(info.expected_type)}"
-    if info.kind == "needs_multirun":
-        return f"{info.override}: add -m/--multirun to sweep, or write key=[a,b] for a list"
-    if info.kind == "append_existing":
-        return f"+{info.key}: the key exists already; drop the '+'"
-    if info.kind == "parse":
-        return f"{info.override}: cannot parse this override ({info.message})"
-    if isinstance(exc, MissingMandatoryValue) and info.key:
-        return f"{info.key}=???: is required but was not set"
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        return (
-            f"{mark.name}: malformed YAML at line {mark.line + 1}, column {mark.column + 1}: "
-            f"{exc.problem or exc.context}"
-        )
-    if isinstance(exc, (OSError, ValueError)) and "yaml" in str(exc).lower():
-        return f"malformed YAML: {_first(str(exc))}"
-    if isinstance(info.error, OmegaConfBaseException) and info.key:
-        return f"{given}: {info.message}"
-    return info.message
-
-
-def _override_for(key: str, overrides: list[str]) -> str | None:
-    key = key.split("[", 1)[0]  # list items: model.hidden_sizes[1] -> model.hidden_sizes
-    for o in overrides:
-        name = o.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
-        if name == key:
-            return o
-    return None
-
-
-def _first(text: str) -> str:
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[0] if lines else ""

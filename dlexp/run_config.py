@@ -118,7 +118,7 @@ def saved_config(
     except DlexpError:
         raise
     except OmegaConfBaseException as exc:
-        from dlexp.preflight import explain
+        from dlexp.explain import explain
 
         shown = list(overrides) or [str(run_dir / "config.yaml")]
         raise InputError(explain(exc, shown)) from None

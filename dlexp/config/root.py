@@ -120,7 +120,7 @@ def to_config(cfg: DictConfig, *, check: bool = True) -> Config:
 
     A composed config's nodes are typed already; a saved one's get their schemas again
     from their option names. Raises :class:`~dlexp.errors.ConfigError` (or OmegaConf's
-    errors for keys and types, which :func:`dlexp.preflight.explain` turns into one line).
+    errors for keys and types, which :func:`dlexp.explain.explain` turns into one line).
     """
     if OmegaConf.get_type(cfg) is not Config:
         typed = OmegaConf.structured(Config)
