@@ -16,6 +16,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from dlexp.io import atomic_write_text
+from dlexp.resume import read_epoch_rows
 
 
 def build_callbacks(
@@ -71,11 +72,7 @@ class EpochHistory(pl.Callback):
         self.path = path
         self.rows: list[dict[str, Any]] = []
         if resume_after_epoch and path.is_file():  # a resumed run keeps its earlier epochs
-            with open(path, newline="") as f:
-                rows = [{k: float(v) for k, v in r.items() if v} for r in csv.DictReader(f)]
-            self.rows = [
-                dict(r, epoch=int(r["epoch"])) for r in rows if r["epoch"] <= resume_after_epoch
-            ]
+            self.rows = read_epoch_rows(path, up_to_epoch=resume_after_epoch)
         self.first_step_at: float | None = None  # unix time of the first training batch
         self._epoch_started = 0.0
         self._lrs: list[float] = []

@@ -132,6 +132,9 @@ def train_command(args: list[str]) -> int:
     if parsed.cfg:  # print the composed config, run nothing
         _run_hydra(args, lambda cfg: None)
         return EXIT_OK
+    from dlexp.resume_contract import check_resume_command
+
+    check_resume_command(checked.configs, multirun=checked.multirun)
     from dlexp.buildcheck import check_buildable
 
     check_buildable(checked.configs)
@@ -178,11 +181,13 @@ def _expand_resume(args: list[str]) -> list[str]:
 
     run_dir = run_dir_of(wanted[-1].split("=", 1)[1])
     saved = run_dir / ".hydra" / "overrides.yaml"
-    own = [
-        o
-        for o in yaml.safe_load(saved.read_text()) or []
-        if not o.startswith(("resume=", "hydra.run.dir=", "overwrite="))
-    ]
+    try:
+        listed = yaml.safe_load(saved.read_text(encoding="utf-8")) or []
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InputError(f"{saved}: unreadable ({' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(listed, list) or not all(isinstance(o, str) for o in listed):
+        raise InputError(f"{saved}: not Hydra's list of the run's overrides")
+    own = [o for o in listed if not o.startswith(("resume=", "hydra.run.dir=", "overwrite="))]
     rest = [a for a in args if not a.startswith("resume=")]
     return [*own, *rest, f"hydra.run.dir={run_dir}", f"resume={run_dir}"]
 

@@ -18,7 +18,13 @@ from pathlib import Path
 from dlexp.config import Config
 from dlexp.errors import EXIT_BAD_INPUT, EXIT_OK, InputError
 from dlexp.io import atomic_write_json, read_json
-from dlexp.run_config import EVAL_OVERRIDES, resolve_checkpoint, run_dir_of, saved_config
+from dlexp.run_config import (
+    EVAL_OVERRIDES,
+    inside,
+    resolve_checkpoint,
+    run_dir_of,
+    saved_config,
+)
 from dlexp.rundir import acquire
 
 USAGE = """usage: dlexp eval ckpt=<run dir or .ckpt> [overrides]
@@ -51,6 +57,7 @@ def eval_command(args: list[str]) -> int:
 
         state = lightning_state_dict(safe_load(ckpt, "ckpt"), ckpt, "ckpt")
         result = evaluate(cfg, ckpt, state, overrides)
+        result["checkpoint"] = inside(ckpt, run_dir)  # a copied or moved run stays portable
         reference = _training_test(run_dir)
         if reference:
             result["training_test"] = reference

@@ -2,15 +2,19 @@
 
 * :class:`InterruptHandler`: the first SIGINT/SIGTERM raises :class:`RunInterrupted` in the
   training thread (the run saves a checkpoint and records ``status: interrupted``); a second
-  signal exits at once. Files are never half-written because every write is atomic.
+  one cuts the checkpoint's save short, never the record. Files are never half-written and
+  no temporary file is left (see :mod:`dlexp.io`).
 * :class:`DivergenceGuard`: a non-finite training loss stops the run at that very step.
-* :class:`AtomicCheckpointIO`: Lightning's checkpoint writer, through a temporary file.
+* :class:`AtomicCheckpointIO`: Lightning's checkpoint writer, through a temporary file; the
+  paths that ModelCheckpoint keeps are stored relative to the checkpoint's folder, so that a
+  copied or moved run resumes from (and deletes in) its own ``checkpoints/`` only.
 * :class:`RngStateCheckpoint`: the global RNG states travel in every checkpoint, so a resumed
   run draws the same shuffles and dropout masks as an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from pathlib import Path
@@ -22,31 +26,59 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from dlexp.compat.lightning import collect_rng_states, set_rng_states
 from dlexp.errors import RunDiverged, RunInterrupted
-from dlexp.io import atomic_replace
+from dlexp.io import atomic_replace, defer
+
+log = logging.getLogger(__name__)
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class InterruptHandler:
-    """Context manager installing the two-stage SIGINT/SIGTERM handler (main thread only)."""
+    """Context manager installing dlexp's SIGINT/SIGTERM handler (main thread only).
+
+    The first signal raises :class:`RunInterrupted` (at the end of an atomic write when one is
+    under way, see :func:`dlexp.io.critical`); the run then saves ``interrupted.ckpt`` and
+    records ``status: interrupted``. A second signal cuts that checkpoint's save short (its
+    temporary file removed); the record is written all the same. Any other signal, and every
+    signal after :meth:`finish` (the run's result is being recorded), is ignored: the
+    process exits as soon as its record is complete. A raise that never reaches the run
+    (Python drops exceptions raised inside ``__del__`` methods and finalizers) is raised
+    again at the next batch by :class:`InterruptCheckpoint`.
+    """
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.saving = False  # InterruptCheckpoint is writing interrupted.ckpt
+        self._cut_short = False
+        self._finished = False
+        self._seen = False  # the run caught the interruption
         self._previous: dict[int, Any] = {}
 
-    def _first(self, signum: int, frame) -> None:
-        self.signum = signum
-        for sig in SIGNALS:
-            signal.signal(sig, self._second)
-        raise RunInterrupted(signum)
+    def _handle(self, signum: int, frame) -> None:
+        if self._finished:
+            return
+        if self.signum is None:
+            self.signum = signum
+            _raise_when_safe(signum)
+        elif self.saving and not self._cut_short:
+            self._cut_short = True
+            _raise_when_safe(signum)
 
-    @staticmethod
-    def _second(signum: int, frame) -> None:
-        os._exit(128 + signum)  # at once; atomic writes leave no half-written file
+    def pending(self) -> bool:
+        """A signal came whose interruption the run has not caught yet."""
+        return self.signum is not None and not self._seen
+
+    def seen(self) -> None:
+        """The run caught the interruption and is stopping."""
+        self._seen = True
+
+    def finish(self) -> None:
+        """From now on signals are ignored (the run is recording how it ended)."""
+        self._finished = True
 
     def __enter__(self) -> InterruptHandler:
         try:
-            self._previous = {sig: signal.signal(sig, self._first) for sig in SIGNALS}
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
         except ValueError:  # not the main thread (e.g. a launcher's worker thread)
             self._previous = {}
         return self
@@ -54,6 +86,16 @@ class InterruptHandler:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def _raise_when_safe(signum: int) -> None:
+    """Raise :class:`RunInterrupted` now, or at the end of the atomic write under way."""
+
+    def interrupt() -> None:
+        raise RunInterrupted(signum)
+
+    if not defer(interrupt):
+        interrupt()
 
 
 class DivergenceGuard(pl.Callback):
@@ -66,16 +108,41 @@ class DivergenceGuard(pl.Callback):
 
 
 class InterruptCheckpoint(pl.Callback):
-    """On interruption, saves the state at that moment as ``checkpoints/interrupted.ckpt``."""
+    """On interruption, saves the state at that moment as ``checkpoints/interrupted.ckpt``
+    (unless a second signal cuts the save short: see :class:`InterruptHandler`)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, handler: InterruptHandler) -> None:
         self.path = path
+        self.handler = handler
         self.saved = False
 
+    def _raise_pending(self) -> None:
+        if self.handler.pending():
+            raise RunInterrupted(self.handler.signum)
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        self._raise_pending()
+
+    def on_validation_batch_end(self, *args: Any) -> None:
+        self._raise_pending()
+
+    def on_test_batch_end(self, *args: Any) -> None:
+        self._raise_pending()
+
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if isinstance(exception, RunInterrupted) and trainer.state.fn == "fit":
+        if not isinstance(exception, RunInterrupted):
+            return
+        self.handler.seen()
+        if trainer.state.fn != "fit":
+            return
+        self.handler.saving = True
+        try:
             trainer.save_checkpoint(self.path)
             self.saved = True
+        except RunInterrupted:
+            log.warning("a second signal: %s not saved (last.ckpt is kept)", self.path.name)
+        finally:
+            self.handler.saving = False
 
 
 class RngStateCheckpoint(pl.Callback):
@@ -97,8 +164,54 @@ class RngStateCheckpoint(pl.Callback):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes checkpoints to a temporary file in the same folder, then renames it."""
+    """Writes checkpoints to a temporary file in the same folder, then renames it.
+
+    ModelCheckpoint's state (its folder, best and last paths, top-k paths) is saved relative
+    to the checkpoint's folder and read back against the folder the file is loaded from.
+    """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        folder = Path(path).parent
+        states = checkpoint.get("callbacks")
+        if isinstance(states, dict):
+            checkpoint = {
+                **checkpoint,
+                "callbacks": {k: _rebased(v, folder, save=True) for k, v in states.items()},
+            }
         with atomic_replace(path) as tmp:
             super().save_checkpoint(checkpoint, tmp, storage_options)
+
+    def load_checkpoint(self, path, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        checkpoint = super().load_checkpoint(path, *args, **kwargs)
+        states = checkpoint.get("callbacks") if isinstance(checkpoint, dict) else None
+        if isinstance(states, dict):
+            folder = Path(path).parent
+            checkpoint["callbacks"] = {
+                k: _rebased(v, folder, save=False) for k, v in states.items()
+            }
+        return checkpoint
+
+
+CHECKPOINT_PATH_KEYS = ("dirpath", "best_model_path", "kth_best_model_path", "last_model_path")
+
+
+def _rebased(state: Any, folder: Path, *, save: bool) -> Any:
+    """A ModelCheckpoint state with its paths inside ``folder`` made relative (``save``) or
+    relative paths joined to ``folder`` (load); any other state as it is."""
+    if not (isinstance(state, dict) and "best_k_models" in state and "dirpath" in state):
+        return state
+
+    def move(value: Any) -> Any:
+        if not isinstance(value, str) or not value:
+            return value
+        if save:
+            inside = Path(value).is_absolute() and Path(value).is_relative_to(folder)
+            return os.path.relpath(value, folder) if inside else value
+        return value if os.path.isabs(value) else os.path.normpath(folder / value)
+
+    state = dict(state)
+    for key in CHECKPOINT_PATH_KEYS:
+        state[key] = move(state.get(key))
+    if isinstance(state["best_k_models"], dict):
+        state["best_k_models"] = {move(k): v for k, v in state["best_k_models"].items()}
+    return state

@@ -1,4 +1,8 @@
-"""``metrics.json``: the record of one run, rewritten atomically at every change of status."""
+"""``metrics.json``: the record of one run, rewritten atomically at every change of status.
+
+Paths inside the run directory are stored relative to it (``best_checkpoint``), and the
+record does not name the directory itself: a copied or moved run is read from its own files.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +45,6 @@ class RunRecord:
         self.started = started
         self.data: dict[str, Any] = {
             "status": "running",
-            "run_dir": str(run_dir),
             "overrides": list(overrides),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             "versions": versions(),

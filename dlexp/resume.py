@@ -8,6 +8,7 @@ they are, ``interrupted`` (or crashed while ``running``) runs continue from
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from dataclasses import dataclass
@@ -19,6 +20,18 @@ from dlexp.io import read_json
 from dlexp.rundir import LOCK_NAME
 
 KEEP_ON_RESTART = {".hydra", "train.log", "attempts", LOCK_NAME}
+STATUSES = ("running", "completed", "failed", "diverged", "interrupted")
+# the fields of metrics.json that resume reads, and their types
+RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "overrides": list,
+    "started_at": str,
+    "resumed": int,
+    "resumes": list,
+    "wall_seconds": (int, float),
+    "epochs": int,
+    "last_completed_epoch": int,
+    "stopped": dict,
+}
 
 
 @dataclass
@@ -32,7 +45,9 @@ class ResumePlan:
 
     @property
     def skip(self) -> bool:
-        return bool(self.previous) and self.previous.get("status") == "completed"
+        """A completed run that is not being extended (more epochs): kept as it is."""
+        completed = bool(self.previous) and self.previous.get("status") == "completed"
+        return completed and self.checkpoint is None
 
 
 def run_dir_of(value: str) -> Path:
@@ -44,29 +59,73 @@ def run_dir_of(value: str) -> Path:
 
 
 def read_record(run_dir: Path) -> dict[str, Any] | None:
-    """The run's ``metrics.json``, or None when there is none."""
+    """The run's ``metrics.json``, or None when there is none; one that is not a dlexp run
+    record (corrupt JSON, or JSON of another shape) is an :class:`InputError`."""
     path = run_dir / "metrics.json"
     if not path.is_file():
         return None
     try:
-        return read_json(path)
-    except json.JSONDecodeError as exc:
+        record = read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: corrupt metrics.json ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    if not isinstance(record, dict):
+        raise InputError(f"{path}: not a dlexp run record (a JSON object)")
+    if record.get("status") not in STATUSES:
+        raise InputError(
+            f"{path}: not a dlexp run record (status must be one of: {', '.join(STATUSES)})"
+        )
+    for key, kind in RECORD_FIELDS.items():
+        value = record.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            raise InputError(f"{path}: not a dlexp run record ({key}: {value!r})")
+    return record
 
 
-def plan_resume(run_dir: Path) -> ResumePlan:
-    """Decide how to continue ``run_dir``; restarts archive the earlier attempt first."""
+def read_epoch_rows(path: Path, up_to_epoch: int | None = None) -> list[dict[str, Any]]:
+    """The rows of a run's ``epochs.csv`` (epochs 1, 2, … as numbers), up to ``up_to_epoch``;
+    a malformed file is an :class:`InputError` naming the line."""
+    rows: list[dict[str, Any]] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "epoch" not in reader.fieldnames:
+                raise ValueError("no epoch column")
+            for line, raw in enumerate(reader, start=2):
+                if None in raw or None in raw.values():
+                    raise ValueError(f"line {line}: not {len(reader.fieldnames)} fields")
+                row: dict[str, Any] = {k: float(v) for k, v in raw.items() if v}
+                if row.get("epoch") != len(rows) + 1:
+                    raise ValueError(
+                        f"line {line}: epoch {raw['epoch']!r}, expected {len(rows) + 1}"
+                    )
+                row["epoch"] = len(rows) + 1
+                rows.append(row)
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
+        raise InputError(f"{path}: malformed epochs.csv ({exc})") from None
+    return [r for r in rows if up_to_epoch is None or r["epoch"] <= up_to_epoch]
+
+
+def plan_resume(run_dir: Path, extend: bool = False) -> ResumePlan:
+    """Decide how to continue ``run_dir``; restarts archive the earlier attempt first.
+
+    ``extend``: continue a completed run from its last checkpoint (it gets more epochs).
+    """
     previous = read_record(run_dir)
     if previous is None:
         return ResumePlan()
     plan = ResumePlan(previous=previous)
     last = run_dir / "checkpoints" / "last.ckpt"
-    if plan.skip:
+    status = previous.get("status")
+    if status == "completed" and not (extend and last.is_file()):
         return plan
-    if previous.get("status") in ("interrupted", "running") and last.is_file():
+    if status in ("interrupted", "running", "completed") and last.is_file():
         from dlexp.checkpoints import safe_load
 
         state = safe_load(last, "resume")
+        if not isinstance(state, dict) or not {"epoch", "global_step"} <= state.keys():
+            raise InputError(f"{last}: not a Lightning checkpoint (no epoch and global_step)")
         plan.checkpoint, plan.epoch = last, int(state["epoch"]) + 1
         plan.global_step = int(state["global_step"])
         return plan

@@ -6,6 +6,7 @@ callbacks and loggers, Trainer, fit, test on the best checkpoint, record.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import time
@@ -25,16 +26,19 @@ from dlexp.config import Config, to_yaml
 from dlexp.config.scheduler import scheduler_factory
 from dlexp.data import build_datamodule
 from dlexp.distributed import job_scope
-from dlexp.errors import RunDiverged, RunInterrupted, TrainingError
+from dlexp.errors import InputError, RunDiverged, RunInterrupted, TrainingError
 from dlexp.guards import DivergenceGuard, InterruptCheckpoint, InterruptHandler, RngStateCheckpoint
-from dlexp.io import atomic_write_text
+from dlexp.io import atomic_write_text, remove_stale_temps
 from dlexp.loggers import SampleImages, build_loggers, log_final_hparams
 from dlexp.loss import ClassificationLoss
 from dlexp.models import build_model
 from dlexp.module import ClassificationModule
 from dlexp.record import RunRecord
 from dlexp.regularization import WeightPenalty
+from dlexp.resized_schedule import ResizedSchedule
 from dlexp.resume import ResumePlan, plan_resume
+from dlexp.resume_contract import resume_changes
+from dlexp.run_config import inside
 from dlexp.trainer import build_trainer
 from dlexp.transfer.setup import prepare_transfer
 
@@ -50,11 +54,22 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
     a run already in ``run_dir`` is continued (see :mod:`dlexp.resume`); a DDP worker gets its
     rank 0's ``plan`` instead. Only global rank 0 writes files (see :mod:`dlexp.distributed`).
     """
-    if plan is None:
-        plan = plan_resume(run_dir) if cfg.resume else ResumePlan()
+    changes: dict[str, list] = {}
+    if plan is None:  # (a DDP worker gets its rank 0's plan)
+        if cfg.resume:
+            changes = resume_changes(run_dir, cfg)  # refused changes: before anything is written
+            plan = plan_resume(run_dir, extend="trainer.max_epochs" in changes)
+        else:
+            plan = ResumePlan()
+        remove_stale_temps(run_dir)  # left by a process killed while writing
     if plan.skip:
         log.info("run %s is already completed; kept as it is", run_dir)
         return plan.previous
+    if plan.checkpoint is not None and cfg.trainer.max_epochs < plan.epoch:
+        raise InputError(
+            f"trainer.max_epochs={cfg.trainer.max_epochs}: must be >= {plan.epoch}, the epochs "
+            f"in {plan.checkpoint}"
+        )
     record = RunRecord(run_dir, overrides, started=time.time(), previous=plan.previous)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -77,6 +92,7 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
         penalty=WeightPenalty(cfg.regularization, model, n=len(datamodule.train_split)),
     )
     history = EpochHistory(run_dir / "epochs.csv", resume_after_epoch=plan.epoch)
+    interrupts = InterruptHandler()
     resume_step = plan.global_step if plan.checkpoint else None
     loggers = build_loggers(cfg.logger, run_dir, resume_step=resume_step)
     callbacks = build_callbacks(cfg.callbacks, run_dir, with_logger=bool(loggers))
@@ -85,9 +101,11 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
         ConfusionMatrixReport(run_dir, datamodule.class_names),
         DivergenceGuard(),
         RngStateCheckpoint(),
-        InterruptCheckpoint(run_dir / "checkpoints" / "interrupted.ckpt"),
+        InterruptCheckpoint(run_dir / "checkpoints" / "interrupted.ckpt", interrupts),
     ]
     callbacks += transfer.callbacks
+    if plan.checkpoint is not None and "trainer.max_epochs" in changes:
+        callbacks.append(ResizedSchedule())
     if plan.checkpoint is None:
         callbacks.append(SampleImages())
     trainer = build_trainer(
@@ -95,8 +113,15 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
     )
     record.writes = trainer.is_global_zero
     if trainer.is_global_zero:  # DDP workers of ranks > 0 train from this very file
-        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-    record.save(
+        saved = dataclasses.replace(cfg, resume=None)  # how it was started is not its config
+        atomic_write_text(run_dir / "config.yaml", to_yaml(saved))
+    if plan.previous is not None:  # what this resume applies, recorded as it starts
+        resumes = [
+            *(plan.previous.get("resumes") or []),
+            {"at_epoch": plan.epoch, "changed": changes},
+        ]
+        record.data["resumes"] = resumes
+    running = dict(
         status="running",
         num_params=sum(p.numel() for p in model.parameters()),
         data={
@@ -111,8 +136,9 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
         transfer=transfer.record,
     )
     checkpoint = find_checkpoint_callback(callbacks)
-    with InterruptHandler(), job_scope(trainer):
+    with interrupts, job_scope(trainer):
         try:
+            record.save(**running)
             trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
             stopped = stop_record(trainer, callbacks)
             best_path = checkpoint.best_model_path if checkpoint else ""
@@ -124,6 +150,7 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
                 weights_only=True,
             )
         except RunInterrupted as exc:
+            interrupts.seen()
             record.save(
                 status="interrupted",
                 signal=signal.Signals(exc.signum).name,
@@ -140,23 +167,38 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
             raise
         except Exception as exc:
             log.debug("training failed", exc_info=True)
+            error = f"{type(exc).__name__}: {exc}"
+            if plan.checkpoint is not None:  # a failed resume: the run stays resumable
+                record.save(
+                    status="interrupted",
+                    resume_error=error,
+                    epochs=len(history.rows),
+                    last_completed_epoch=len(history.rows),
+                )
+            else:
+                record.save(status="failed", error=error, epochs=len(history.rows))
+            raise TrainingError(f"training failed: {error}") from exc
+        if interrupts.pending():  # a signal whose raise was lost: recorded as interrupted
             record.save(
-                status="failed", error=f"{type(exc).__name__}: {exc}", epochs=len(history.rows)
+                status="interrupted",
+                signal=signal.Signals(interrupts.signum).name,
+                epochs=len(history.rows),
+                last_completed_epoch=len(history.rows),
             )
-            raise TrainingError(f"training failed: {type(exc).__name__}: {exc}") from exc
-
-    monitor, mode = (checkpoint.monitor, checkpoint.mode) if checkpoint else ("val/loss", "min")
-    best = history.best(monitor, mode) or {}
-    record.save(
-        status="completed",
-        epochs=len(history.rows),
-        best_epoch=best.get("epoch"),
-        monitor={"metric": monitor, "mode": mode},
-        best={k: v for k, v in best.items() if k.startswith("val/")},
-        stopped=stopped,
-        test={k: round(float(v), 6) for k, v in (tested[0] if tested else {}).items()},
-        best_checkpoint=best_path,
-        first_step_at=history.first_step_at,
-    )
+            raise RunInterrupted(interrupts.signum)
+        interrupts.finish()  # signals from here on are ignored: the result is being recorded
+        monitor, mode = (checkpoint.monitor, checkpoint.mode) if checkpoint else ("val/loss", "min")
+        best = history.best(monitor, mode) or {}
+        record.save(
+            status="completed",
+            epochs=len(history.rows),
+            best_epoch=best.get("epoch"),
+            monitor={"metric": monitor, "mode": mode},
+            best={k: v for k, v in best.items() if k.startswith("val/")},
+            stopped=stopped,
+            test={k: round(float(v), 6) for k, v in (tested[0] if tested else {}).items()},
+            best_checkpoint=inside(best_path, run_dir),
+            first_step_at=history.first_step_at,
+        )
     log_final_hparams(loggers, cfg, record.data)
     return record.data

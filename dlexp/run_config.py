@@ -84,6 +84,15 @@ def resolve_checkpoint(source: str | Path, key: str) -> Path:
     )
 
 
+def inside(path: str | Path, run_dir: Path) -> str:
+    """``path`` relative to ``run_dir`` when it lies there (what a run dir's files store, so
+    that a copied or moved run refers to its own files), else as given; "" stays ""."""
+    if not str(path):
+        return ""
+    absolute, base = Path(path).absolute(), Path(run_dir).absolute()
+    return str(absolute.relative_to(base)) if absolute.is_relative_to(base) else str(path)
+
+
 def run_dir_of(checkpoint: Path) -> Path | None:
     """The dlexp run directory (the one holding ``config.yaml``) a checkpoint belongs to."""
     for folder in (checkpoint.parent, checkpoint.parent.parent):
@@ -101,6 +110,8 @@ def read_saved(run_dir: Path) -> DictConfig:
         raise InputError(f"{path}: unreadable run config ({' '.join(str(exc).split())})") from None
     if not isinstance(cfg, DictConfig):
         raise InputError(f"{path}: not a dlexp run config (a mapping of config groups)")
+    if cfg.get("resume") is not None:  # how a run was once started, not part of its config
+        cfg.resume = None
     return cfg
 
 

@@ -48,12 +48,12 @@ def one_line_error(capsys) -> str:
 
 def test_eval_reproduces_the_training_runs_test_metrics(run, tmp_path, capsys):
     trained = read_metrics(run)["test"]
-    best = Path(read_metrics(run)["best_checkpoint"])
+    best = run / read_metrics(run)["best_checkpoint"]
     for ckpt in (run, best):  # a run directory stands for its best checkpoint
         (run / "eval.json").unlink(missing_ok=True)
         assert run_inprocess("eval", f"ckpt={ckpt}", cwd=tmp_path) == 0
         result = json.loads((run / "eval.json").read_text())
-        assert result["checkpoint"] == str(best)
+        assert result["checkpoint"] == str(best.relative_to(run))  # inside the run: relative
         assert set(result["test"]) == set(trained) == {"test/loss", "test/acc", "test/f1"}
         for key, value in trained.items():
             assert abs(result["test"][key] - value) <= 1e-6, (key, result["test"][key], value)

@@ -87,7 +87,7 @@ def test_transfer_source_with_tilde(at_home):
     from dlexp.preflight import check_command_line
     from dlexp.run_config import resolve_checkpoint
 
-    best = Path(read_metrics(at_home / "runs" / "a")["best_checkpoint"])
+    best = at_home / "runs" / "a" / read_metrics(at_home / "runs" / "a")["best_checkpoint"]
     assert resolve_checkpoint("~/runs/a", "transfer.source") == best
     assert resolve_checkpoint(f"~/runs/a/checkpoints/{best.name}", "transfer.source") == best
     check_command_line(["transfer=finetune", 'transfer.source="~/runs/a"'])

@@ -127,7 +127,7 @@ def source(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def source_state(source: Path) -> dict[str, torch.Tensor]:
-    return state(Path(read_metrics(source)["best_checkpoint"]))
+    return state(source / read_metrics(source)["best_checkpoint"])
 
 
 EVERY_EPOCH = "callbacks.model_checkpoint.save_top_k=-1"
