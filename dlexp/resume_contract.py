@@ -33,7 +33,7 @@ RESUME_OVERRIDES = (
     "data.num_workers",
     "logger",
 )
-SHOWN = 6  # changed keys named in a refusal
+SHOWN = 4  # changed keys named in a refusal
 
 
 def flat(config: Config) -> dict[str, Any]:
@@ -80,11 +80,12 @@ def resume_changes(run_dir: Path, config: Config) -> dict[str, list]:
     changes = changed_keys(saved_config(run_dir), config)
     refused = [k for k in changes if not _allowed(k)]
     if refused:
-        shown = ", ".join(f"{k}: {_show(*changes[k])}" for k in refused[:SHOWN])
+        first = refused[0]  # its values; the others by name (the line stays short)
+        shown = ", ".join([f"{first} ({_show(*changes[first])})", *refused[1:SHOWN]])
         more = f" (+{len(refused) - SHOWN} more)" if len(refused) > SHOWN else ""
         raise InputError(
-            f"resume={run_dir}: cannot change {shown}{more} on resume (the run continues "
-            "with its own config); a resume may change: " + ", ".join(RESUME_OVERRIDES)
+            f"resume={run_dir}: a resume cannot change {shown}{more}; it may change: "
+            + ", ".join(RESUME_OVERRIDES)
         )
     status = record.get("status") if record else None
     if status not in ("interrupted", "running", "completed"):
