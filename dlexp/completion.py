@@ -16,7 +16,8 @@ from dlexp.errors import EXIT_OK
 
 def complete(args: list[str]) -> int:
     """``dlexp -sc <install|uninstall|query>=<shell>`` (Hydra's ``--shell-completion``)."""
-    from dlexp.cli import COMMANDS, train_command
+    from dlexp.cli import COMMANDS
+    from dlexp.train_command import train_command
 
     line = os.environ.get("COMP_LINE")
     if line is None or not any(a.startswith("query=") for a in args[1:]):
