@@ -19,6 +19,8 @@ BAD_TRAIN_LINES = [
     (["--cfg", "job", "-m", "seed=0,1"], "-m/--multirun and --cfg: give one of them"),
     (["--cfg", "bogus"], "argument --cfg/-c: invalid choice: 'bogus'"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["+foo=1"], "foo=1: unknown key; keys there: augment, callbacks"),
+    (["+model.foo=1"], "model.foo=1: unknown key; keys there: activation"),
     (["data.batch_size=0"], "data.batch_size=0: must be >= 1"),
     (["trainer.max_epochs=abc"], "trainer.max_epochs=abc: trainer.max_epochs must be an integer"),
     (["optimizer.lr=-1"], "optimizer.lr=-1.0: must be > 0"),

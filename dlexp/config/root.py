@@ -8,6 +8,7 @@ validated once. Builders receive its typed group nodes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import time
@@ -135,10 +136,30 @@ def to_config(cfg: DictConfig, *, check: bool = True) -> Config:
                 callbacks[name] = OmegaConf.merge(OmegaConf.structured(schema), callbacks[name])
         rest = {k: v for k, v in cfg.items() if k not in GROUP_SCHEMAS and k != "hydra"}
         cfg = OmegaConf.merge(typed, rest)
+    check_known_keys(cfg)
     config = OmegaConf.to_object(cfg)
     if check:
         validate(config)
     return config
+
+
+def check_known_keys(cfg: DictConfig, prefix: str = "") -> None:
+    """Refuse a key that no schema declares (``+foo=1``, ``+model.foo=1``): Hydra's ``+``
+    adds keys even to typed nodes, and typing would then drop them without a word."""
+    from dlexp.compat.hydra import child_node, node_is_none
+
+    schema = OmegaConf.get_type(cfg)
+    if dataclasses.is_dataclass(schema):
+        fields = {f.name for f in dataclasses.fields(schema)}
+        for key in cfg:
+            if key not in fields:
+                value = OmegaConf.to_container(cfg, resolve=False)[key]
+                known = ", ".join(sorted(fields))
+                raise ConfigError(f"{prefix}{key}", value, f"unknown key; keys there: {known}")
+    for key in cfg:
+        node = child_node(cfg, key)
+        if isinstance(node, DictConfig) and not node_is_none(node):
+            check_known_keys(node, f"{prefix}{key}.")
 
 
 def to_dictconfig(config: Config) -> DictConfig:
