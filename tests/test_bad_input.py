@@ -98,8 +98,8 @@ BAD_TRAIN_LINES = [
     (["trainer.devices=0"], "trainer.devices=0: must be auto, free, a count >= 1, -1 (all)"),
     (["trainer.devices=[0,1]"], "trainer: `devices` selected with `CPUAccelerator` should be"),
     (["resume={tmp}/missing"], "resume={tmp}/missing: must be a dlexp run directory"),
-    # /proc: the one place where even root cannot create a folder (and nothing is written)
-    (["hydra.run.dir=/proc/dlexp"], "hydra.run.dir=/proc/dlexp: cannot write there"),
+    # below a file: a folder even root cannot create (nothing is written)
+    (["hydra.run.dir={tmp}/a_file/run"], "hydra.run.dir={tmp}/a_file/run: cannot write there"),
     (["data=imagefolder"], "data.root=???: is required but was not set"),
     (
         ["data=cifar10", "data.root={tmp}/missing", "data.download=false"],
@@ -112,6 +112,7 @@ BAD_TRAIN_LINES = [
     "args,message", BAD_TRAIN_LINES, ids=lambda a: " ".join(a) if isinstance(a, list) else None
 )
 def test_bad_train_line_exits_2_with_one_clear_line(tmp_path, capsys, args, message):
+    (tmp_path / "a_file").write_text("a file, not a folder")
     args, message = [a.format(tmp=tmp_path) for a in args], message.format(tmp=tmp_path)
     code = run_inprocess("train", *args, *QUICK, cwd=tmp_path)
     err = capsys.readouterr().err.strip().splitlines()

@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import QUICK, read_epochs, read_metrics, run_inprocess, start_cli, wait_for
+from conftest import (
+    QUICK,
+    UNPRIVILEGED,
+    read_epochs,
+    read_metrics,
+    run_cli,
+    run_inprocess,
+    start_cli,
+    wait_for,
+)
 
 # Epochs long enough (batch 8: ~160 steps) to be signalled mid-epoch, reproducible on CPU.
 RESUMABLE = [
@@ -177,14 +186,17 @@ def test_deterministic_runs_are_bit_identical(tmp_path):
     assert records[0] == records[1]
 
 
-# /proc: not even root can create a folder there; {tmp}/a_file/sweep: below a file
-@pytest.mark.parametrize("place", ["/proc/dlexp/sweep", "{tmp}/a_file/sweep"])
-def test_an_unwritable_sweep_dir_fails_before_any_job(tmp_path, capsys, place):
+# {tmp}/read_only/sweep: a folder this process may not write (as root without capabilities);
+# {tmp}/a_file/sweep: below a file
+@pytest.mark.parametrize("place", ["{tmp}/read_only/sweep", "{tmp}/a_file/sweep"])
+def test_an_unwritable_sweep_dir_fails_before_any_job(tmp_path, place):
     (tmp_path / "a_file").write_text("a file, not a folder")
+    (tmp_path / "read_only").mkdir(mode=0o555)
     place = place.format(tmp=tmp_path)
-    code = run_inprocess(
-        "train", "-m", *QUICK, "seed=1,2", f"hydra.sweep.dir={place}", cwd=tmp_path
-    )
-    assert code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    done = run_cli(
+        "train", "-m", *QUICK, "seed=1,2", f"hydra.sweep.dir={place}", cwd=tmp_path,
+        prefix=UNPRIVILEGED,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    err = done.stderr.strip().splitlines()
     assert len(err) == 1 and f"hydra.sweep.dir={place}: cannot write there" in err[0]

@@ -68,7 +68,8 @@ def start_holder(tmp_path: Path, run: Path, epochs: int, until) -> subprocess.Po
                      cwd=tmp_path)  # fmt: skip
     wait_for(lambda: lock_pid(run) == proc.pid and until(run), proc)
     proc.send_signal(signal.SIGSTOP)
-    wait_for(lambda: Path(f"/proc/{proc.pid}/stat").read_text().split(") ")[1][0] == "T", proc)
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)  # returns once the child has stopped
+    assert os.WIFSTOPPED(status), status
     return proc
 
 
