@@ -8,10 +8,9 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class, instantiate
-from omegaconf import OmegaConf
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
-from dlexp.config import Config, to_dictconfig
+from dlexp.config import Config, flat_config
 
 
 def build_loggers(
@@ -59,18 +58,11 @@ class SampleImages(pl.Callback):
 
 def flat_hparams(cfg: Config) -> dict[str, Any]:
     """The config as ``{"model.dropout": 0.2, …}`` with scalar values (lists as text)."""
-    flat: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        else:
-            key = prefix.rstrip(".")
-            flat[key] = node if isinstance(node, (int, float, str, bool)) else str(node)
-
-    walk(OmegaConf.to_container(to_dictconfig(cfg), resolve=True), "")
-    return {k: v for k, v in flat.items() if not k.startswith(("callbacks.", "logger."))}
+    return {
+        key: value if isinstance(value, (int, float, str, bool)) else str(value)
+        for key, value in flat_config(cfg).items()
+        if not key.startswith(("callbacks", "logger"))
+    }
 
 
 def log_final_hparams(loggers, cfg: Config, record: dict[str, Any]) -> None:

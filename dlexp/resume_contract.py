@@ -12,11 +12,10 @@ Imports neither torch nor Lightning.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
-from dlexp.config import Config
+from dlexp.config import Config, flat_config
 from dlexp.errors import InputError
 from dlexp.resume import read_epoch_rows, read_record
 
@@ -37,17 +36,8 @@ SHOWN = 4  # changed keys named in a refusal
 
 
 def flat(config: Config) -> dict[str, Any]:
-    """``config`` as ``{"dotted.key": value}`` (lists are values), ``resume`` left out."""
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict) and node:
-            for key, value in node.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), value)
-        else:
-            out[prefix] = node
-
-    walk("", dataclasses.asdict(config))
+    """``config`` as ``{"dotted.key": value}``, ``resume`` left out."""
+    out = flat_config(config)
     out.pop("resume", None)
     return out
 

@@ -162,6 +162,21 @@ def check_known_keys(cfg: DictConfig, prefix: str = "") -> None:
             check_known_keys(node, f"{prefix}{key}.")
 
 
+def flat_config(config: Config) -> dict[str, Any]:
+    """``config`` as ``{"dotted.key": value}`` (lists and empty groups are values)."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), value)
+        else:
+            out[prefix] = node
+
+    walk("", dataclasses.asdict(config))
+    return out
+
+
 def to_dictconfig(config: Config) -> DictConfig:
     """``config`` as an OmegaConf node (for YAML, loggers and Hydra's instantiate)."""
     return OmegaConf.structured(config)
