@@ -95,18 +95,23 @@ def acquire(directory: Path, shown: str, command: str | None = None) -> RunDirLo
         return None
     created = not directory.exists()
     path = directory / LOCK_NAME
-    for _ in range(20):
+    busy = 0  # tries that met another holder (a holder that just finished is no obstacle)
+    while True:
         try:
             directory.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise InputError(f"{shown}: cannot write there ({exc.strerror or exc})") from None
-        if _lock(fd) and _same_file(fd, path):
+        locked = _lock(fd)
+        if locked and _same_file(fd, path):
             break
-        os.close(fd)  # held by another process, or unlinked by a holder that just finished
+        os.close(fd)
+        if locked:
+            continue  # the file was unlinked by a holder that just finished: try again at once
+        busy += 1
+        if busy == 20:
+            raise InputError(f"{shown}: {in_use_by(directory)}")
         time.sleep(0.05)
-    else:
-        raise InputError(f"{shown}: {in_use_by(directory)}")
     record = {
         "pid": os.getpid(),
         "command": command or command_line(),

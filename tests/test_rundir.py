@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -144,12 +145,13 @@ import os, sys, time
 from pathlib import Path
 from dlexp.errors import InputError
 from dlexp.rundir import acquire
+Path({str(tmp_path)!r}, f"ready-{{os.getpid()}}").touch()  # imports done: waiting for go
 while not Path({str(go)!r}).exists():
     time.sleep(0.001)
 try:
     lock = acquire(Path({str(run)!r}), "run")
     print("won", os.getpid(), flush=True)
-    time.sleep(1.5)
+    time.sleep(3)  # well past the others' retries (about 1 s): they meet a held lock
     lock.release()
 except InputError as exc:
     print("refused", exc, flush=True)
@@ -159,6 +161,10 @@ except InputError as exc:
         subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
         for _ in range(4)
     ]
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("ready-*"))) < len(procs):  # all four start together
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.01)
     go.touch()
     outputs = [p.communicate(timeout=60)[0].strip() for p in procs]
     winners = [o for o in outputs if o.startswith("won ")]
@@ -166,7 +172,9 @@ except InputError as exc:
     pid = winners[0].split()[1]
     for out in outputs:
         assert out == winners[0] or out.startswith(f"refused run: in use by PID {pid} "), out
-    assert not run.exists()  # the winner made the directory, wrote nothing, removed it
+    # nothing was written and no lock file is left; the directory itself is removed by the
+    # process that made it when it wins, and stays (empty) when a loser made it first
+    assert not run.exists() or list(run.iterdir()) == []
 
 
 def test_ranks_above_zero_neither_check_nor_lock(tmp_path, monkeypatch):
