@@ -168,6 +168,15 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
         except Exception as exc:
             log.debug("training failed", exc_info=True)
             error = f"{type(exc).__name__}: {exc}"
+            if interrupts.signum is not None:  # a library turned the interruption into an error
+                interrupts.seen()
+                record.save(
+                    status="interrupted",
+                    signal=signal.Signals(interrupts.signum).name,
+                    epochs=len(history.rows),
+                    last_completed_epoch=len(history.rows),
+                )
+                raise RunInterrupted(interrupts.signum) from exc
             if plan.checkpoint is not None:  # a failed resume: the run stays resumable
                 record.save(
                     status="interrupted",
