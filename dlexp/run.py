@@ -136,6 +136,12 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
         transfer=transfer.record,
     )
     checkpoint = find_checkpoint_callback(callbacks)
+
+    def record_stopped(**why) -> None:
+        """``status: interrupted`` at the last completed epoch (resumable from there)."""
+        done = len(history.rows)
+        record.save(status="interrupted", epochs=done, last_completed_epoch=done, **why)
+
     with interrupts, job_scope(trainer):
         try:
             record.save(**running)
@@ -151,12 +157,7 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
             )
         except RunInterrupted as exc:
             interrupts.seen()
-            record.save(
-                status="interrupted",
-                signal=signal.Signals(exc.signum).name,
-                epochs=len(history.rows),
-                last_completed_epoch=len(history.rows),
-            )
+            record_stopped(signal=signal.Signals(exc.signum).name)
             raise
         except RunDiverged as exc:
             record.save(
@@ -170,30 +171,15 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
             error = f"{type(exc).__name__}: {exc}"
             if interrupts.signum is not None:  # a library turned the interruption into an error
                 interrupts.seen()
-                record.save(
-                    status="interrupted",
-                    signal=signal.Signals(interrupts.signum).name,
-                    epochs=len(history.rows),
-                    last_completed_epoch=len(history.rows),
-                )
+                record_stopped(signal=signal.Signals(interrupts.signum).name)
                 raise RunInterrupted(interrupts.signum) from exc
             if plan.checkpoint is not None:  # a failed resume: the run stays resumable
-                record.save(
-                    status="interrupted",
-                    resume_error=error,
-                    epochs=len(history.rows),
-                    last_completed_epoch=len(history.rows),
-                )
+                record_stopped(resume_error=error)
             else:
                 record.save(status="failed", error=error, epochs=len(history.rows))
             raise TrainingError(f"training failed: {error}") from exc
         if interrupts.pending():  # a signal whose raise was lost: recorded as interrupted
-            record.save(
-                status="interrupted",
-                signal=signal.Signals(interrupts.signum).name,
-                epochs=len(history.rows),
-                last_completed_epoch=len(history.rows),
-            )
+            record_stopped(signal=signal.Signals(interrupts.signum).name)
             raise RunInterrupted(interrupts.signum)
         interrupts.finish()  # signals from here on are ignored: the result is being recorded
         monitor, mode = (checkpoint.monitor, checkpoint.mode) if checkpoint else ("val/loss", "min")
