@@ -1,32 +1,41 @@
-"""dlexp's training speed against a hand-written PyTorch loop, as a ratio. Target >= 0.95.
+"""dlexp's cost per training step against a hand-written loop and a bare Lightning Trainer.
 
-Both sides train the same model (built by dlexp), on the same batches (dlexp's data module),
-with the same optimizer, learning-rate schedule, loss (label smoothing), batch size and
-epochs, in this process, one after the other, and evaluate on the validation split after
-every epoch as any training script does; the loop also counts its training accuracy. Steps/s
-counts the training steps over the time of the epochs (training plus validation). Each
-repeat runs hand, dlexp, dlexp, hand (this machine's speed drifts by 10-30 % within
-minutes), and the ratio dlexp / hand-written loop is printed per workload, as the median
-over the repeats with every repeat's ratio: 1.0 means dlexp trains as fast as the loop,
-0.9 that it takes 1/0.9 = 1.11x the loop's time.
+Three trainers run the same model (built by dlexp), on the same batches (dlexp's data module,
+in memory), with the same optimizer, learning-rate schedule, loss (label smoothing), batch
+size and epochs, in this process, interleaved (hand, bare, dlexp, dlexp, bare, hand per
+repeat: this machine's speed drifts by 10-30 % within minutes):
 
-Workloads (``--workloads``, both by default):
+* **hand**: a plain PyTorch loop; it sums the training loss and counts correct predictions
+  on the device, and validates after every epoch (loss, accuracy, confusion counts);
+* **bare**: a minimal LightningModule under ``Trainer(barebones=True)``, validating likewise:
+  Lightning's own floor;
+* **dlexp**: ``dlexp train`` with its defaults (progress bar, TensorBoard, checkpoints, every
+  metric), on the CPU.
 
-* ``lenet5-mnist``: LeNet-5 on a subset of real MNIST, read from ``--data DIR`` or
-  ``$DLEXP_DATA`` (DIR/MNIST/raw/*.gz, never written: unpacked in a temporary folder of links);
-* ``resnet20-cifar``: ResNet-20 on CIFAR-shaped data (random images written as CIFAR-10
-  batch files in a temporary folder; no data needed).
+The first epoch of each run is a warm-up and is not counted. Per workload it prints, each
+next to its target, from the medians over the repeats:
+
+* the per-step overhead over the hand loop (training time per step minus the hand loop's) of
+  bare Lightning and of dlexp, and their ratio (target: dlexp <= 1.5 x bare, on the MLP);
+* training steps/s of dlexp / hand (target >= 0.95 on LeNet-5);
+* a whole epoch, training plus validation, dlexp / hand (target <= 1.15 on LeNet-5).
+
+Workloads (``--workloads``; the two defaults read real MNIST from ``--data DIR`` or
+``$DLEXP_DATA``, DIR/MNIST/raw/*.gz, never written):
+
+* ``mlp-mnist``: a one-hidden-layer MLP (32 units), where overhead dominates;
+* ``lenet5-mnist``: LeNet-5;
+* ``mlp-digits``: the tiny MLP on the embedded digits (no data needed; few steps, noisier).
 
 All runs write into a temporary directory. Usage:
-    python bench/overhead.py [--data DIR] [--repeats 3] [--epochs 2] [--workloads ...]
+    python bench/overhead.py [--data DIR] [--repeats 2] [--epochs 3] [--workloads ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import pickle
+import os
 import statistics
 import tempfile
 import time
@@ -34,70 +43,43 @@ from pathlib import Path
 
 from _common import add_data_option, composed, data_dir, working_dir
 
-WORKLOADS = ("lenet5-mnist", "resnet20-cifar")
-QUIET = [
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "trainer.accelerator=cpu",
-    "trainer.num_sanity_val_steps=0",
-]
+CLOCK = "+callbacks.clock._target_=_clock.EpochClock"
+COMMON = ["trainer.accelerator=cpu", "trainer.devices=1"]
+WORKLOADS = {
+    "mlp-mnist": ["data=mnist", "model=mlp", "model.hidden_sizes=[32]"],
+    "lenet5-mnist": ["data=mnist", "model=lenet5"],
+    "mlp-digits": ["model=mlp", "model.hidden_sizes=[32]", "data.batch_size=16"],
+}
 
 
-def fake_cifar10(root: Path, train: int, test: int) -> Path:
-    """Random uint8 images in the official CIFAR-10 python format (``cifar-10-batches-py``)."""
-    import numpy as np
-
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    per_batch = math.ceil(train / 5)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name in names:
-        n = test if name == "test_batch" else per_batch
-        entry = {
-            "data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
-            "labels": rng.integers(0, 10, size=n).tolist(),
-        }
-        (folder / name).write_bytes(pickle.dumps(entry))
-    meta = {"label_names": [f"class{i}" for i in range(10)]}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta))
-    return root
+def _measured(epochs: list[tuple[float, float, int]]) -> dict[str, float]:
+    """Seconds per training step and per epoch (train + validation), warm-up epoch left out."""
+    counted = epochs[1:]
+    return {
+        "step": sum(t for t, _, _ in counted) / sum(n for _, _, n in counted),
+        "epoch": statistics.mean(e for _, e, _ in counted),
+    }
 
 
-def dlexp_run(overrides: list[str], epochs: int) -> float:
-    """Training steps per second of ``dlexp train`` (in this process)."""
+def run_dlexp(overrides: list[str], epochs: int) -> dict[str, float]:
+    """``dlexp train`` in this process, timed by the bench's :class:`EpochClock`."""
+    from _clock import EpochClock
+
     from dlexp.cli import main
 
+    EpochClock.epochs.clear()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        code = main(
-            [
-                "train",
-                f"hydra.run.dir={run_dir}",
-                f"trainer.max_epochs={epochs}",
-                *QUIET,
-                *overrides,
-            ]
-        )
+        argv = ["train", f"hydra.run.dir={run_dir}", f"trainer.max_epochs={epochs}"]
+        code = main([*argv, *COMMON, *overrides, CLOCK])
         assert code == 0, f"dlexp train failed ({code})"
-        record = json.loads((run_dir / "metrics.json").read_text())
-        seconds = [float(line.split(",")[-1]) for line in _rows(run_dir / "epochs.csv")]
-    batch = composed(overrides).data.batch_size
-    steps = math.ceil(record["data"]["train"] / batch) * epochs
-    return steps / sum(seconds)
+        assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+    return _measured(EpochClock.epochs)
 
 
-def _rows(path: Path) -> list[str]:
-    lines = path.read_text().splitlines()
-    assert lines[0].endswith(",seconds")
-    return lines[1:]
-
-
-def hand_run(overrides: list[str], epochs: int) -> float:
-    """Training steps per second of a plain PyTorch loop on the same model and batches."""
+def _setup(overrides: list[str], epochs: int):
+    """Model, normalizer, optimizer, schedule, loss and loaders, as dlexp builds them."""
     import pytorch_lightning as pl
-    import torch
-    import torch.nn.functional as F
     from hydra.utils import instantiate
 
     from dlexp.config.scheduler import scheduler_factory
@@ -105,7 +87,7 @@ def hand_run(overrides: list[str], epochs: int) -> float:
     from dlexp.loss import ClassificationLoss
     from dlexp.models import build_model
 
-    cfg = composed([*overrides, *QUIET])
+    cfg = composed([*overrides, *COMMON])
     pl.seed_everything(cfg.seed, verbose=False)
     data = build_datamodule(cfg.data, seed=cfg.seed, augment=cfg.augment)
     data.setup("fit")
@@ -115,20 +97,31 @@ def hand_run(overrides: list[str], epochs: int) -> float:
         num_classes=data.num_classes,
         image_size=data.image_size,
     )
-    normalize = data.normalizer
     optimizer = instantiate(cfg.optimizer)(model.parameters())
-    criterion = ClassificationLoss(cfg.loss.label_smoothing)
-    train_loader, val_loader = data.train_dataloader(), data.val_dataloader()
-    schedule = scheduler_factory(cfg.scheduler)
-    schedule = schedule and schedule(
+    train_loader = data.train_dataloader()
+    make_schedule = scheduler_factory(cfg.scheduler)
+    schedule = make_schedule and make_schedule(
         optimizer, total_steps=len(train_loader) * epochs, max_epochs=epochs
     )
+    criterion = ClassificationLoss(cfg.loss.label_smoothing)
+    return model, data, optimizer, schedule, criterion, train_loader, data.val_dataloader()
+
+
+def run_hand(overrides: list[str], epochs: int) -> dict[str, float]:
+    """A plain PyTorch loop over the same model, batches, optimizer and schedule."""
+    import torch
+    import torch.nn.functional as F
+
+    model, data, optimizer, schedule, criterion, train_loader, val_loader = _setup(
+        overrides, epochs
+    )
+    normalize, classes = data.normalizer, data.num_classes
     per_step = schedule is not None and schedule.get("interval") == "step"
-    steps, seconds = 0, 0.0
+    timed = []
     for _ in range(epochs):
         started = time.perf_counter()
         model.train()
-        correct = 0
+        loss_sum, correct, steps = torch.zeros(()), torch.zeros((), dtype=torch.long), 0
         for images, targets in train_loader:
             logits = model(normalize(images))
             loss = criterion(logits, targets)
@@ -137,19 +130,108 @@ def hand_run(overrides: list[str], epochs: int) -> float:
             optimizer.step()
             if per_step:
                 schedule["scheduler"].step()
-            correct += int((logits.argmax(1) == targets).sum())
+            loss_sum += loss.detach() * len(targets)
+            correct += (logits.argmax(1) == targets).sum()
             steps += 1
+        trained = time.perf_counter()
         model.eval()
-        val_correct, val_loss = 0, 0.0
+        val_loss, counts = torch.zeros(()), torch.zeros(classes * classes, dtype=torch.long)
         with torch.no_grad():
             for images, targets in val_loader:
                 logits = model(normalize(images))
-                val_loss += float(F.cross_entropy(logits, targets, reduction="sum"))
-                val_correct += int((logits.argmax(1) == targets).sum())
+                val_loss += F.cross_entropy(logits, targets, reduction="sum")
+                pairs = targets * classes + logits.argmax(1)
+                counts += torch.bincount(pairs, minlength=len(counts))
+        float(loss_sum), int(correct), float(val_loss), counts.tolist()  # read once per epoch
         if schedule is not None and not per_step:
             schedule["scheduler"].step()
-        seconds += time.perf_counter() - started
-    return steps / seconds
+        ended = time.perf_counter()
+        timed.append((trained - started, ended - started, steps))
+    return _measured(timed)
+
+
+def run_bare(overrides: list[str], epochs: int) -> dict[str, float]:
+    """The same training under ``Trainer(barebones=True)``: Lightning's own floor."""
+    import pytorch_lightning as pl
+    import torch
+    import torch.nn.functional as F
+    from _clock import EpochClock
+
+    model, data, optimizer, schedule, criterion, train_loader, val_loader = _setup(
+        overrides, epochs
+    )
+    classes = data.num_classes
+
+    class Bare(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model, self.normalize = model, data.normalizer
+
+        def training_step(self, batch, batch_idx):
+            images, targets = batch
+            return criterion(self.model(self.normalize(images)), targets)
+
+        def on_validation_epoch_start(self) -> None:
+            self.val_loss = torch.zeros(())
+            self.counts = torch.zeros(classes * classes, dtype=torch.long)
+
+        def validation_step(self, batch, batch_idx):
+            images, targets = batch
+            logits = self.model(self.normalize(images))
+            self.val_loss += F.cross_entropy(logits, targets, reduction="sum")
+            pairs = targets * classes + logits.argmax(1)
+            self.counts += torch.bincount(pairs, minlength=classes**2)
+
+        def on_validation_epoch_end(self) -> None:
+            float(self.val_loss), self.counts.tolist()
+
+        def configure_optimizers(self):
+            if schedule is None:
+                return optimizer
+            return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+    EpochClock.epochs.clear()
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = pl.Trainer(
+            barebones=True,
+            max_epochs=epochs,
+            accelerator="cpu",
+            devices=1,
+            callbacks=[EpochClock()],
+            default_root_dir=tmp,
+        )
+        trainer.fit(Bare(), train_dataloaders=train_loader, val_dataloaders=val_loader)
+    return _measured(EpochClock.epochs)
+
+
+def report(name: str, results: dict[str, list[dict[str, float]]]) -> None:
+    """One line per measure, each with its target (medians over the repeats)."""
+
+    def median(who: str, what: str) -> float:
+        return statistics.median(r[what] for r in results[who])
+
+    hand, bare, mine = (median(w, "step") for w in ("hand", "bare", "dlexp"))
+    bare_over, mine_over = (bare - hand) * 1e3, (mine - hand) * 1e3
+    ratios = [
+        (d["step"] - h["step"]) / max(b["step"] - h["step"], 1e-9)
+        for h, b, d in zip(results["hand"], results["bare"], results["dlexp"], strict=True)
+    ]
+    print(
+        f"{name}: per-step overhead over the hand loop ({hand * 1e3:.2f} ms/step): bare Lightning "
+        f"{bare_over:.3f} ms, dlexp {mine_over:.3f} ms; dlexp / bare {mine_over / bare_over:.2f} "
+        f"(repeats {', '.join(f'{r:.2f}' for r in ratios)}; target <= 1.5 on the MLP)"
+    )
+    print(
+        f"{name}: training steps/s: hand {1 / hand:.1f}, bare {1 / bare:.1f}, "
+        f"dlexp {1 / mine:.1f}; dlexp / hand {hand / mine:.3f} (target >= 0.95 on LeNet-5)"
+    )
+    hand_epoch, mine_epoch = median("hand", "epoch"), median("dlexp", "epoch")
+    print(
+        f"{name}: epoch (train + validation): hand {hand_epoch:.2f} s, bare "
+        f"{median('bare', 'epoch'):.2f} s, dlexp {mine_epoch:.2f} s; dlexp / hand "
+        f"{mine_epoch / hand_epoch:.3f} (target <= 1.15 on LeNet-5)",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -158,58 +240,36 @@ def main() -> None:
         epilog="\n".join(__doc__.splitlines()[2:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3, help="per run; the first is a warm-up")
+    parser.add_argument(
+        "--workloads", nargs="+", choices=list(WORKLOADS), default=["mlp-mnist", "lenet5-mnist"]
+    )
     add_data_option(parser)
-    parser.add_argument("--mnist-samples", type=int, default=20000, help="training images")
-    parser.add_argument("--cifar-samples", type=int, default=4000, help="training images")
     args = parser.parse_args()
-    if "lenet5-mnist" in args.workloads:
-        source = data_dir(args, "real MNIST (or --workloads resnet20-cifar)")
+    if args.epochs < 2:
+        parser.error("--epochs must be >= 2 (the first is a warm-up)")
+    needs_data = any(w.endswith("-mnist") for w in args.workloads)
+    source = data_dir(args, "real MNIST (or --workloads mlp-digits)") if needs_data else None
+    # Every dlexp job on the CPU hides the GPUs (see dlexp.distributed.job_scope): Lightning's
+    # import makes each CUDA check of torch's optimizers load NVML, ~0.2 ms per Adam step. The
+    # hand loop and bare Lightning run likewise, so that only the training machinery differs.
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
     with tempfile.TemporaryDirectory() as tmp, working_dir(Path(tmp)):
-        workloads = {}
-        if "lenet5-mnist" in args.workloads:
-            workloads["lenet5 / MNIST"] = [
-                "data=mnist",
-                f"data.root={source}",
-                "data.download=false",
-                "data.download=true",  # the archives are there: unpacked, not fetched
-                f"data.train_samples={args.mnist_samples}",
-                "data.val_fraction=0.02",  # 1,200 images
-                "model=lenet5",
-            ]
-        if "resnet20-cifar" in args.workloads:
-            cifar = fake_cifar10(Path(tmp) / "cifar", train=args.cifar_samples, test=500)
-            workloads["resnet20 / CIFAR-shaped"] = [
-                "data=cifar10",
-                f"data.root={cifar}",
-                "data.download=false",
-                "data.verify_md5=false",
-                "data.val_fraction=0.05",
-                "model=resnet20",
-            ]
         import torch
 
         print(f"threads: {torch.get_num_threads()}, epochs: {args.epochs}, repeats: {args.repeats}")
-        for name, overrides in workloads.items():
-            dlexp_run(overrides, 1)  # warm-up: imports, first-call allocations
-            ratios, ours, theirs = [], [], []
+        runners = {"hand": run_hand, "bare": run_bare, "dlexp": run_dlexp}
+        for name in args.workloads:
+            overrides = list(WORKLOADS[name])
+            if name.endswith("-mnist"):
+                overrides += [f"data.root={source}", "data.download=false"]
+            run_dlexp(overrides, 2)  # warm-up: imports, first-call allocations
+            results: dict[str, list[dict[str, float]]] = {who: [] for who in runners}
             for _ in range(args.repeats):
-                # hand, dlexp, dlexp, hand: a drift in the machine's speed cancels out
-                first = hand_run(overrides, args.epochs)
-                mine = statistics.mean(dlexp_run(overrides, args.epochs) for _ in range(2))
-                hand = statistics.mean([first, hand_run(overrides, args.epochs)])
-                ours.append(mine)
-                theirs.append(hand)
-                ratios.append(mine / hand)
-                print(f"  {name}: dlexp {mine:.2f}, hand {hand:.2f} steps/s", flush=True)
-            print(
-                f"{name}: dlexp {statistics.median(ours):.2f} steps/s, hand-written loop "
-                f"{statistics.median(theirs):.2f} steps/s, ratio {statistics.median(ratios):.3f} "
-                f"(each repeat: {', '.join(f'{r:.3f}' for r in ratios)}; target >= 0.95)",
-                flush=True,
-            )
+                for who in ("hand", "bare", "dlexp", "dlexp", "bare", "hand"):
+                    results[who].append(runners[who](overrides, args.epochs))
+            report(name, results)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,16 @@ def build_callbacks(
     return callbacks
 
 
+class EpochCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint with ``{epoch}`` in file names counted from 1, as in
+    ``epochs.csv``, ``metrics.json`` and the progress bar (``epoch002.ckpt``: the 2nd epoch)."""
+
+    def format_checkpoint_name(self, metrics: dict[str, Any], *args: Any, **kwargs: Any) -> str:
+        if "epoch" in metrics:
+            metrics = {**metrics, "epoch": metrics["epoch"] + 1}
+        return super().format_checkpoint_name(metrics, *args, **kwargs)
+
+
 def find_checkpoint_callback(callbacks: list[pl.Callback]) -> ModelCheckpoint | None:
     """The first ModelCheckpoint that monitors a metric (it defines the "best" epoch)."""
     return next(

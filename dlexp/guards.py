@@ -4,7 +4,8 @@
   training thread (the run saves a checkpoint and records ``status: interrupted``); a second
   one cuts the checkpoint's save short, never the record. Files are never half-written and
   no temporary file is left (see :mod:`dlexp.io`).
-* :class:`DivergenceGuard`: a non-finite training loss stops the run at that very step.
+* :class:`DivergenceGuard`: a non-finite training loss stops the run within
+  ``log_every_n_steps`` steps, naming that step, before any checkpoint of it is written.
 * :class:`AtomicCheckpointIO`: Lightning's checkpoint writer, through a temporary file; the
   paths that ModelCheckpoint keeps are stored relative to the checkpoint's folder, so that a
   copied or moved run resumes from (and deletes in) its own ``checkpoints/`` only.
@@ -99,12 +100,54 @@ def _raise_when_safe(signum: int) -> None:
 
 
 class DivergenceGuard(pl.Callback):
-    """Stops training at the first step whose loss is not finite."""
+    """Stops training within ``every`` steps of the first step whose loss is not finite.
+
+    A step only keeps a reference to its loss (no host read, so a GPU's queue never stalls);
+    every ``every`` steps (the Trainer's ``log_every_n_steps``), at the end of each training
+    epoch and before any validation or checkpoint, the kept losses are checked in one read.
+    The run then stops with :class:`RunDiverged` naming the first non-finite step, and no
+    checkpoint of the diverged weights is written.
+    """
+
+    def __init__(self, every: int) -> None:
+        self.every = max(1, int(every))
+        self._losses: list[torch.Tensor] = []
+        self._steps: list[tuple[int, int]] = []  # (global step, epoch from 1) of each loss
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if loss is not None and not torch.isfinite(loss.detach()).all():
-            raise RunDiverged(float(loss), trainer.global_step, trainer.current_epoch + 1)
+        if loss is None:
+            return
+        self._losses.append(loss.detach())
+        self._steps.append((trainer.global_step, trainer.current_epoch + 1))
+        if len(self._losses) >= self.every:
+            self.check()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self.check()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.check()
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        self.check()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._losses.clear()  # (a second fit of the same module starts over)
+        self._steps.clear()
+
+    def check(self) -> None:
+        """Raise :class:`RunDiverged` if a kept loss is not finite; forget them otherwise."""
+        if not self._losses:
+            return
+        losses, steps = torch.stack(self._losses), self._steps
+        self._losses, self._steps = [], []
+        finite = torch.isfinite(losses)
+        if bool(finite.all()):  # the one read from the device
+            return
+        first = int((~finite).nonzero()[0, 0])
+        step, epoch = steps[first]
+        raise RunDiverged(float(losses[first]), step, epoch)
 
 
 class InterruptCheckpoint(pl.Callback):
@@ -141,6 +184,8 @@ class InterruptCheckpoint(pl.Callback):
             self.saved = True
         except RunInterrupted:
             log.warning("a second signal: %s not saved (last.ckpt is kept)", self.path.name)
+        except RunDiverged as exc:
+            log.warning("%s not saved: %s (last.ckpt is kept)", self.path.name, exc)
         finally:
             self.handler.saving = False
 

@@ -31,6 +31,7 @@ RESUME_OVERRIDES = (
     "data.download",
     "data.num_workers",
     "logger",
+    "verbose",
 )
 SHOWN = 4  # changed keys named in a refusal
 

@@ -24,6 +24,7 @@ from dlexp.callbacks import (
 )
 from dlexp.config import Config, to_yaml
 from dlexp.config.scheduler import scheduler_factory
+from dlexp.console import set_verbose
 from dlexp.data import build_datamodule
 from dlexp.distributed import job_scope
 from dlexp.errors import InputError, RunDiverged, RunInterrupted, TrainingError
@@ -71,6 +72,7 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
             f"in {plan.checkpoint}"
         )
     record = RunRecord(run_dir, overrides, started=time.time(), previous=plan.previous)
+    set_verbose(cfg.verbose)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = build_datamodule(cfg.data, seed=cfg.seed, augment=cfg.augment)
@@ -99,7 +101,7 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
     callbacks += [
         history,
         ConfusionMatrixReport(run_dir, datamodule.class_names),
-        DivergenceGuard(),
+        DivergenceGuard(every=cfg.trainer.log_every_n_steps),
         RngStateCheckpoint(),
         InterruptCheckpoint(run_dir / "checkpoints" / "interrupted.ckpt", interrupts),
     ]
@@ -109,7 +111,12 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
     if plan.checkpoint is None:
         callbacks.append(SampleImages())
     trainer = build_trainer(
-        cfg.trainer, callbacks=callbacks, loggers=loggers, run_dir=run_dir, resume=plan.checkpoint
+        cfg.trainer,
+        callbacks=callbacks,
+        loggers=loggers,
+        run_dir=run_dir,
+        resume=plan.checkpoint,
+        verbose=cfg.verbose,
     )
     record.writes = trainer.is_global_zero
     if trainer.is_global_zero:  # DDP workers of ranks > 0 train from this very file

@@ -47,6 +47,7 @@ EVAL_OVERRIDES = (
     "model.channels_last",
     "model.compile",
     "model.compile_backend",
+    "verbose",
 )
 GROUPS = ("data",)  # the groups whose option eval may swap
 # `dlexp predict` runs the model on the images it is given, in batches.

@@ -223,6 +223,7 @@ def _train_job(cfg, checked, statuses: list[str]) -> float:
     from pytorch_lightning.utilities import rank_zero_only
 
     from dlexp.config import to_config
+    from dlexp.console import run_summary
     from dlexp.run import train
 
     hydra_cfg = HydraConfig.get()
@@ -235,7 +236,9 @@ def _train_job(cfg, checked, statuses: list[str]) -> float:
         config = checked.config_for(overrides) or to_config(cfg)
         record = train(config, run_dir, overrides)
         statuses.append(record["status"])
-        log.info("run %s: %s (test %s)", record["status"], run_dir, record.get("test"))
+        if rank_zero_only.rank == 0:
+            for line in run_summary(record, run_dir, multirun=multirun):
+                log.info(line)
         return float(record["best"].get(record["monitor"]["metric"], float("nan")))
     except DlexpError as exc:
         error = one_line(str(exc))

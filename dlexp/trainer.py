@@ -13,6 +13,7 @@ from dlexp.config.trainer import FREE_GPU, TrainerConfig
 from dlexp.distributed import claim_free_gpu, strategy_for
 from dlexp.errors import InputError
 from dlexp.guards import AtomicCheckpointIO
+from dlexp.progress import LayerSummary, ProgressBar
 
 
 class _DropAdvertisements(logging.Filter):
@@ -32,12 +33,21 @@ def build_trainer(
     loggers: list,
     run_dir: Path,
     resume: Path | None = None,
+    verbose: bool = False,
 ) -> pl.Trainer:
     """A Trainer from the ``trainer`` node; unset (None) limits keep Lightning's defaults.
 
     ``resume`` is the checkpoint the run continues from (DDP workers are told about it).
+    The progress bar is dlexp's (:class:`~dlexp.progress.ProgressBar`), and so is the model
+    summary (:class:`~dlexp.progress.LayerSummary`) unless ``verbose`` asks for Lightning's.
     """
     kwargs = {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None}
+    callbacks = list(callbacks)
+    if cfg.enable_progress_bar:
+        callbacks.append(ProgressBar())
+    if cfg.enable_model_summary and not verbose:
+        callbacks.append(LayerSummary())
+        kwargs["enable_model_summary"] = False
     kwargs["strategy"] = strategy_for(cfg.strategy, run_dir, resume)
     kwargs.setdefault("benchmark", not cfg.deterministic)
     if cfg.devices == FREE_GPU:

@@ -254,6 +254,22 @@ class ExplodeAtEpoch:
         return _Explode()
 
 
+class PoisonAtStep:
+    """A Lightning callback that makes the model's weights NaN before training batch ``step``
+    (counted from 0): that step's loss, and every later one, is NaN."""
+
+    def __new__(cls, step: int):
+        import pytorch_lightning as pl
+
+        class _Poison(pl.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                if trainer.global_step == step:
+                    with torch.no_grad():
+                        next(pl_module.model.parameters()).fill_(float("nan"))
+
+        return _Poison()
+
+
 @functools.cache
 def augment_config(level: str, *overrides: str):
     """The typed ``augment`` node that ``augment=<level> overrides`` composes to."""

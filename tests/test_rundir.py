@@ -267,7 +267,7 @@ def test_overwrite_true_archives_the_old_run_then_trains_afresh(tmp_path, capsys
     assert record["status"] == "completed" and "seed=1" in record["overrides"]
     assert "seed: 1" in (run / "config.yaml").read_text()
     assert "seed=1" in (run / ".hydra" / "overrides.yaml").read_text()
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch000.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch001.ckpt", "last.ckpt"]
 
 
 def test_overwrite_and_resume_together_are_refused(tmp_path, capsys):

@@ -49,7 +49,7 @@ def test_metrics_json_has_every_field_with_sane_values(default_run):
         "in_channels": 1,
         "class_names": [str(d) for d in range(10)],
     }
-    best_ckpt = default_run / "checkpoints" / f"epoch{m['best_epoch'] - 1:03d}.ckpt"
+    best_ckpt = default_run / "checkpoints" / f"epoch{m['best_epoch']:03d}.ckpt"
     assert m["best_checkpoint"] == str(best_ckpt.relative_to(default_run))  # portable
     assert best_ckpt.is_file()
     assert (default_run / "checkpoints" / "last.ckpt").is_file()

@@ -10,6 +10,8 @@ Wrapped private APIs (each with a contract test in ``tests/test_compat.py``):
   :meth:`ScriptLauncher.check_can_spawn_children`)
 * :class:`LauncherDDPStrategy`: ``DDPStrategy._configure_launcher`` and ``Strategy._launcher``
   (as :meth:`LauncherDDPStrategy.make_launcher`)
+* :class:`DescribedRichProgressBar`: ``RichProgressBar._get_train_description`` (as
+  :meth:`DescribedRichProgressBar.epoch_description`)
 """
 
 from __future__ import annotations
@@ -17,10 +19,17 @@ from __future__ import annotations
 from typing import Any
 
 from lightning_fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from pytorch_lightning.callbacks import RichProgressBar
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
-__all__ = ["LauncherDDPStrategy", "ScriptLauncher", "collect_rng_states", "set_rng_states"]
+__all__ = [
+    "DescribedRichProgressBar",
+    "LauncherDDPStrategy",
+    "ScriptLauncher",
+    "collect_rng_states",
+    "set_rng_states",
+]
 
 
 def collect_rng_states(include_cuda: bool = True) -> dict[str, Any]:
@@ -82,3 +91,14 @@ class LauncherDDPStrategy(DDPStrategy):
 
     def _configure_launcher(self) -> None:  # Lightning's hook, called by the Trainer
         self._launcher = self.make_launcher()
+
+
+class DescribedRichProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, its training bar labelled by :meth:`epoch_description`."""
+
+    def epoch_description(self, epoch: int) -> str:
+        """The label of the training bar in (0-based) ``epoch``; Lightning's: ``Epoch 0/14``."""
+        return super()._get_train_description(epoch)
+
+    def _get_train_description(self, current_epoch: int) -> str:  # Lightning's hook
+        return self.epoch_description(current_epoch)

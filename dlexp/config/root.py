@@ -72,6 +72,9 @@ class Config:
     # train into a directory that is not empty (a run, a sweep, other files): its contents
     # are moved into <dir>/attempts/<n>/ first (without it, such a directory is refused)
     overwrite: bool = False
+    # Lightning's routine console lines (GPU/TPU availability, checkpoint restoring ...), its
+    # warnings about its own code, and its full model summary; train.log keeps them always
+    verbose: bool = False
 
     def check(self, key: str) -> None:
         """Rules spanning groups, known without torch: the model takes the data's image
