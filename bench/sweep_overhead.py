@@ -55,10 +55,11 @@ def main() -> None:
             env=child_env(),
         )
         wall = time.time() - started
-        records = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
+        jobs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
+        records = [json.loads((job / "metrics.json").read_text()) for job in jobs]
         fits = []
-        for record in records:
-            with open(Path(record["run_dir"]) / "epochs.csv") as f:
+        for job in jobs:
+            with open(job / "epochs.csv") as f:
                 fits.append(sum(float(row["seconds"]) for row in csv.DictReader(f)))
     assert len(records) == args.jobs and all(r["status"] == "completed" for r in records)
     startup = min(r["first_step_at"] for r in records) - started

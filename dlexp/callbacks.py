@@ -157,18 +157,24 @@ class ConfusionMatrixReport(pl.Callback):
 
 
 def _confusion_figure(matrix, class_names: list[str]):
-    """The matrix as a matplotlib Figure (not pyplot's: no global backend or figure state)."""
+    """The matrix as a matplotlib Figure (not pyplot's: no global backend or figure state).
+
+    Fixed margins rather than ``tight_layout`` and 80 dpi: drawing it is a tenth of a second
+    of every run (of every job of a sweep).
+    """
     from matplotlib.figure import Figure
 
     n = len(class_names)
-    fig = Figure(figsize=(1.2 + 0.45 * n, 1 + 0.45 * n))
-    ax = fig.add_subplot()
+    side = 0.45 * n if n <= 20 else 0.12 * n  # inches for the cells (counts shown up to 20)
+    left, bottom = 0.9 if n <= 12 else 1.4, 0.8 if n <= 12 else 1.3  # room for the labels
+    width, height = left + side + 0.2, bottom + side + 0.2
+    fig = Figure(figsize=(width, height), dpi=80)
+    ax = fig.add_axes((left / width, bottom / height, side / width, side / height))
     ax.imshow(matrix.numpy(), cmap="Blues")
     ax.set_xticks(range(n), class_names, rotation=90 if n > 12 else 0)
     ax.set_yticks(range(n), class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    fig.tight_layout()  # before the counts: they sit inside the axes, and laying them out is slow
     if n <= 20:
         top = matrix.max().item() or 1
         for (i, j), v in ((ij, int(matrix[ij])) for ij in _cells(n)):

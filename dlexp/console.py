@@ -20,10 +20,13 @@ from typing import Any
 
 LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning_fabric", "lightning.")
 # Lightning's warnings that are not the user's doing: its own use of a torch API deprecated
-# since torch 2.9; a resumed run's checkpoints/ (dlexp owns the run dir: see dlexp.rundir)
+# since torch 2.9; a resumed run's checkpoints/ (dlexp owns the run dir: see dlexp.rundir);
+# fewer batches than log_every_n_steps (dlexp logs per epoch, and checks the loss at least
+# once per epoch)
 QUIET_WARNINGS = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     r"Checkpoint directory .* exists and is not empty",
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
 )
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.types import Override, OverrideType
+from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
@@ -31,6 +31,7 @@ from dlexp.compat.hydra import (
     apply_value_overrides,
     grid_jobs,
     parse_overrides,
+    value_overrides_only,
 )
 from dlexp.config import CONF_DIR, Config, to_config
 from dlexp.errors import DlexpError, InputError, shorten
@@ -51,6 +52,7 @@ class CheckedCommand:
     configs: list[Config]
     multirun: bool
     grid: bool = False
+    basic_launcher: bool = False  # Hydra's BasicLauncher runs the jobs (see its prechecked form)
     home_dirs: list[str] = field(default_factory=list)  # see home_dir_overrides
     output_dir: str = ""  # hydra.run.dir, or hydra.sweep.dir of a multirun
     by_overrides: dict[frozenset[str], Config] = field(default_factory=dict)
@@ -97,14 +99,19 @@ def check_command_line(
                 f"per value, or write {o.get_key_element()}=[...] for a list"
             )
         jobs = _expand_sweep(base, fixed, overrides, loader) if multirun else [fixed]
-        checked = CheckedCommand([], multirun, grid=multirun and _is_grid(base))
+        checked = CheckedCommand(
+            [],
+            multirun,
+            grid=multirun and _is_grid(base),
+            basic_launcher=multirun and _is_basic_launcher(base),
+        )
         typed_base = None
         for job in jobs:
             own = parse_overrides([line for line in job if line not in fixed], loader)
             if not own:
                 typed_base = typed_base or _typed(base, overrides, files)
                 config = typed_base
-            elif not extra and _plain_values(own, loader):
+            elif not extra and value_overrides_only(own, loader):
                 config = _typed(_with_values(base, own, overrides), overrides, files)
             else:
                 config = _typed(_compose(config_name, job + extra, overrides), overrides, files)
@@ -215,22 +222,16 @@ def _is_grid(cfg: DictConfig) -> bool:
     return str(cfg.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper")
 
 
+def _is_basic_launcher(cfg: DictConfig) -> bool:
+    """Whether ``cfg``'s launcher is Hydra's BasicLauncher (the jobs one by one, here)."""
+    return str(cfg.hydra.launcher.get("_target_", "")).endswith(".BasicLauncher")
+
+
 def _compose(config_name: str, job: list[str], all_overrides: list[str]) -> DictConfig:
     try:
         return compose(config_name, overrides=job, return_hydra_config=True)
     except Exception as exc:  # Hydra reports composition errors with several exception types
         raise InputError(explain(exc, all_overrides)) from None
-
-
-def _plain_values(own: list[Override], loader) -> bool:
-    """Whether ``own`` only changes values (no group, ``+``/``~``, package or ``hydra.``)."""
-    return all(
-        o.type == OverrideType.CHANGE
-        and o.package is None
-        and not o.is_hydra_override()
-        and not loader.repository.group_exists(o.key_or_group)
-        for o in own
-    )
 
 
 def _with_values(base: DictConfig, own: list[Override], all_overrides: list[str]) -> DictConfig:

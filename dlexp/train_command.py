@@ -78,6 +78,8 @@ def train_command(args: list[str]) -> int:
     check_buildable(checked.configs)
     if checked.grid and not any(a.startswith("hydra/sweeper=") for a in args):
         args = [*args, "hydra/sweeper=grid"]  # every job is checked: Hydra need not compose twice
+    if checked.basic_launcher and not any(a.startswith("hydra/launcher=") for a in args):
+        args = [*args, "hydra/launcher=prechecked"]  # composes only jobs that pick other options
     args = [*args, *checked.home_dirs]  # Hydra would create a folder named ~
     from dlexp.reports.hydra_callback import SweepSummary
 

@@ -200,6 +200,44 @@ def test_basic_sweeper_validates_each_batch_through_the_hook_the_plugin_override
     assert PrecheckedBasicSweeper(max_batch_size=None).validate_batch_is_legal(jobs) is None
 
 
+def test_job_configs_equal_hydras_composition_of_each_job(monkeypatch):
+    """The prechecked launcher's configs are those Hydra's ``load_sweep_config`` composes;
+    it composes once per choice of options, and derives the jobs that only set values."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from dlexp.compat.hydra.launch import JobConfigs
+    from dlexp.config import CONF_DIR, register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base=None, job_name="train"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration(
+            "config", overrides=["trainer.max_epochs=1"], run_mode=RunMode.MULTIRUN
+        )
+        jobs = [
+            ["seed=0", "model=mlp", "optimizer.lr=0.1"],
+            ["seed=1", "model=mlp", "optimizer.lr=0.1"],  # derived
+            ["seed=0", "model=lenet5", "optimizer.lr=0.1"],  # other options: composed
+            ["seed=1", "model=lenet5", "optimizer.lr=0.01"],  # derived from the one above
+            ["seed=2", "model=mlp", "model.hidden_sizes=[8]"],  # another key: composed
+            ["seed=3", "model=mlp", "model.hidden_sizes=[4,4]"],  # derived
+        ]
+        configs = JobConfigs(loader, master)
+        composed = []
+        compose = loader.load_sweep_config
+        monkeypatch.setattr(
+            loader, "load_sweep_config", lambda m, o: composed.append(o) or compose(m, o)
+        )
+        for job in jobs:
+            mine = OmegaConf.to_yaml(configs(job))
+            assert mine == OmegaConf.to_yaml(compose(master, job)), job
+        assert composed == [jobs[0], jobs[2], jobs[4]]
+    GlobalHydra.instance().clear()
+
+
 # -- OmegaConf: nodes --------------------------------------------------------------------------
 
 

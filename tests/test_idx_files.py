@@ -247,3 +247,32 @@ def test_missing_files_with_download_on_go_through_torchvision(tmp_path, monkeyp
     calls.clear()
     load("mnist", tmp_path, download=True)
     assert calls == []  # the files are there now: torchvision is not asked again
+
+
+def test_the_jobs_of_a_sweep_load_unchanged_files_once(tmp_path, monkeypatch):
+    """Two data modules on the same files (a sweep's jobs) read them once; a changed file,
+    another root or another dataset is read again."""
+    from dlexp.data.torchvision_sets import TorchvisionDataModule
+
+    reads = []
+    original = TorchvisionDataModule.load
+    monkeypatch.setattr(
+        TorchvisionDataModule, "load", lambda self: reads.append(self.cfg.root) or original(self)
+    )
+    arrays = fake_idx_set(tmp_path / "a")
+    first, second = load("mnist", tmp_path / "a"), load("mnist", tmp_path / "a")
+    assert reads == [str(tmp_path / "a")]
+    assert torch.equal(first.train_split.images, second.train_split.images)
+    # a file rewritten in place (same size, new content): read again
+    images = tmp_path / "a" / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"
+    changed = arrays["train-images"].copy()
+    changed[0] = 255 - changed[0]
+    images.write_bytes(gzip.compress(idx_bytes(changed)))
+    os.utime(images, ns=(images.stat().st_atime_ns, images.stat().st_mtime_ns + 10**9))
+    third = load("mnist", tmp_path / "a")
+    assert len(reads) == 2
+    seen = [torch.cat([dm.train_split.images, dm.val_split.images]) for dm in (first, third)]
+    assert not torch.equal(*seen)
+    fake_idx_set(tmp_path / "b")
+    load("mnist", tmp_path / "b")
+    assert len(reads) == 3

@@ -13,6 +13,10 @@ tensors, augmented per image, with ``data.num_workers`` worker processes).
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+from typing import ClassVar
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -59,12 +63,22 @@ def resize_shorter(image: torch.Tensor, size: int) -> torch.Tensor:
     return image[..., top : top + size, left : left + size]
 
 
+# The keys that shape the splits from the loaded data; a dataset's own keys (root, download,
+# ...) say what it loads. Digits carves its test split from the whole set: test_fraction.
+SPLIT_KEYS = frozenset(f.name for f in dataclasses.fields(DataConfig)) | {"test_fraction"}
+_last_load: dict[tuple, RawData] = {}  # this process's last load: a sweep's jobs share it
+
+
 class ImageDataModule(pl.LightningDataModule):
     """Base LightningDataModule for image classification sets held in memory.
 
     The dataset's facts (native size, channels, classes, whether a mirrored image keeps
-    its label) come with its schema, ``cfg`` (:mod:`dlexp.config.data`).
+    its label) come with its schema, ``cfg`` (:mod:`dlexp.config.data`). The jobs of a sweep
+    in one process load the files once (``reuse_loads``; not for folders of images, which
+    may change between jobs).
     """
+
+    reuse_loads: ClassVar[bool] = True
 
     def __init__(self, cfg: DataConfig, seed: int, augment: AugmentConfig | None = None) -> None:
         super().__init__()
@@ -83,6 +97,10 @@ class ImageDataModule(pl.LightningDataModule):
     def load(self) -> RawData:
         """Return the source's train (and test, if it has one) split as uint8 tensors."""
         raise NotImplementedError
+
+    def source_files(self) -> list[Path]:
+        """The files :meth:`load` reads (none for data shipped in a package)."""
+        return []
 
     # -- facts of the data ----------------------------------------------------------------
     @property
@@ -111,7 +129,7 @@ class ImageDataModule(pl.LightningDataModule):
         """
         if self.train_split is not None:
             return
-        raw = self.load()
+        raw = self._load_once()
         if self.cfg.classes is not None:
             raw = select_classes(raw, list(self.cfg.classes))
         train, test = raw.train, raw.test
@@ -133,6 +151,22 @@ class ImageDataModule(pl.LightningDataModule):
         )
         self.num_classes, self.class_names = raw.num_classes, raw.class_names
         self.normalizer = InputNormalizer.fit(self.cfg.normalize, self.train_split.images)
+
+    def _load_once(self) -> RawData:
+        """:meth:`load`, or the last load of this process if it read the same files, unchanged
+        since (same size and modification time)."""
+        if not self.reuse_loads:
+            return self.load()
+        reads = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in SPLIT_KEYS}
+        files = []
+        for path in sorted(self.source_files()):
+            st = path.stat()
+            files.append((str(path), st.st_size, st.st_mtime_ns))
+        key = (type(self), repr(sorted(reads.items())), tuple(files))
+        if key not in _last_load:
+            _last_load.clear()  # one dataset kept, not one per job
+            _last_load[key] = self.load()
+        return _last_load[key]
 
     def _loader(self, dataset, shuffle: bool, collate_fn=None) -> DataLoader:
         """Batches of ``dataset``; a shuffled (training) epoch drops a last batch of one sample

@@ -27,6 +27,8 @@ class ImageFolderDataModule(ImageDataModule):
     with it, ``data.val_fraction`` is carved from ``data.root``.
     """
 
+    reuse_loads = False  # a folder's images may change between the jobs of a sweep
+
     def load(self) -> RawData:
         train, classes = self._read("data.root", self.cfg.root)
         test = None

@@ -101,12 +101,16 @@ class MemoryBatches:
         order = self._indices(gen).to(self.images.device)
         if self._drops_last(len(order)):
             order = order[:-1]
-        for index in order.split(self.batch_size):
+        batches = order.split(self.batch_size)
+        mix_seeds = []  # one per batch, drawn (and read) once per epoch
+        if self.mix is not None:
+            mix_seeds = torch.randint(2**62, (len(batches),), generator=gen).tolist()
+        for i, index in enumerate(batches):
             images, labels = self.images[index], self.labels[index]
             if self.augment is not None:
                 images = self.augment(images, gen)
             if self.mix is not None:
                 with torch.random.fork_rng(devices=[]):  # torchvision draws from the global RNG
-                    torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+                    torch.manual_seed(mix_seeds[i])
                     images, labels = self.mix(images, labels)
             yield images, labels

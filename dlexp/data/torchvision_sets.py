@@ -48,6 +48,10 @@ class TorchvisionDataModule(ImageDataModule):
     def raw_folder(self) -> Path:
         return data_folder(self.cfg.name, self.cfg.root)
 
+    def source_files(self) -> list[Path]:
+        folder = self.raw_folder()
+        return [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+
     def missing_error(self, why: str) -> InputError:
         return InputError(
             f"data.root={self.cfg.root}: {missing_text(self.cfg.name, self.cfg.root, why)}"

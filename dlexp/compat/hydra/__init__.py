@@ -13,6 +13,11 @@ Wrapped private APIs:
 * :func:`grid_jobs` and :data:`BasicSweeper`: ``hydra._internal.core_plugins.basic_sweeper.
   BasicSweeper`` (and its ``split_arguments``)
 * :func:`child_node` and :func:`node_is_none`: ``Container._get_node`` and ``Node._is_none``
+* :func:`value_overrides_only`: ``ConfigLoaderImpl.repository`` (its ``group_exists``)
+* :class:`~dlexp.compat.hydra.launch.JobConfigs` and :data:`BasicLauncher`
+  (:mod:`dlexp.compat.hydra.launch`): ``hydra._internal.core_plugins.basic_launcher.
+  BasicLauncher``, ``config_loader_impl.get_overrides_dirname`` and the fields of the
+  ``hydra`` node that composition sets from a job's overrides
 
 :func:`describe_config_error` (:mod:`dlexp.compat.hydra.errors`) reads a composition
 error's kind, key, value, expected type, known keys or group options from the exception
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
     from hydra.core.override_parser.types import Override
 
 __all__ = [
+    "BasicLauncher",
     "BasicSweeper",
     "ConfigErrorInfo",
     "ErrorKind",
@@ -52,6 +58,7 @@ __all__ = [
     "node_is_none",
     "parse_overrides",
     "quoting_hint",
+    "value_overrides_only",
 ]
 
 
@@ -146,6 +153,21 @@ def apply_value_overrides(overrides: Sequence[Override], cfg: DictConfig) -> Non
     ConfigLoaderImpl._apply_overrides_to_config(list(overrides), cfg)
 
 
+def value_overrides_only(overrides: Sequence[Override], config_loader: Any) -> bool:
+    """Whether ``overrides`` only set values of existing keys (no config group, ``+``/``~``,
+    package or ``hydra.`` key): applied to a composed config, they give the config that a
+    composition with them gives."""
+    from hydra.core.override_parser.types import OverrideType
+
+    return all(
+        o.type == OverrideType.CHANGE
+        and o.package is None
+        and not o.is_hydra_override()
+        and not config_loader.repository.group_exists(o.key_or_group)
+        for o in overrides
+    )
+
+
 def grid_jobs(overrides: Sequence[Override]) -> list[list[str]]:
     """The jobs Hydra's basic (grid) sweeper runs for ``overrides``, in the order it runs them.
 
@@ -162,13 +184,17 @@ def grid_jobs(overrides: Sequence[Override]) -> list[list[str]]:
 
 
 def __getattr__(name: str) -> Any:
-    # BasicSweeper is looked up at each access, not bound here once: Hydra's plugin scan (once
-    # per process) executes Hydra's plugin modules again, which makes a new BasicSweeper class,
-    # and then the hydra_plugins modules, whose subclasses must derive from that new class.
+    # BasicSweeper and BasicLauncher are looked up at each access, not bound here once: Hydra's
+    # plugin scan (once per process) executes Hydra's plugin modules again, which makes new
+    # classes, and then the hydra_plugins modules, whose subclasses must derive from those.
     if name == "BasicSweeper":
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
         return BasicSweeper
+    if name == "BasicLauncher":
+        from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+        return BasicLauncher
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
