@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 
 from dlexp.callbacks import (
+    CallbackGroup,
     ConfusionMatrixReport,
     EpochHistory,
     build_callbacks,
@@ -98,18 +99,17 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
     resume_step = plan.global_step if plan.checkpoint else None
     loggers = build_loggers(cfg.logger, run_dir, resume_step=resume_step)
     callbacks = build_callbacks(cfg.callbacks, run_dir, with_logger=bool(loggers))
-    callbacks += [
+    own = [
         history,
         ConfusionMatrixReport(run_dir, datamodule.class_names),
         DivergenceGuard(every=cfg.trainer.log_every_n_steps),
-        RngStateCheckpoint(),
         InterruptCheckpoint(run_dir / "checkpoints" / "interrupted.ckpt", interrupts),
     ]
-    callbacks += transfer.callbacks
+    if plan.checkpoint is None:
+        own.append(SampleImages())
+    callbacks += [CallbackGroup(own), RngStateCheckpoint(), *transfer.callbacks]
     if plan.checkpoint is not None and "trainer.max_epochs" in changes:
         callbacks.append(ResizedSchedule())
-    if plan.checkpoint is None:
-        callbacks.append(SampleImages())
     trainer = build_trainer(
         cfg.trainer,
         callbacks=callbacks,

@@ -106,3 +106,37 @@ def test_a_diverged_run_stops_within_log_every_n_steps_naming_the_first_bad_step
     # Lightning's global_step at the end of the batch counts that batch's optimizer step
     assert record["diverged"] == {"step": poisoned_step + 1, "epoch": 1, "loss": "nan"}
     assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())
+
+
+def test_a_callback_group_calls_each_hook_on_its_implementers_in_order():
+    import pytorch_lightning as pl
+
+    from dlexp.callbacks import CallbackGroup
+    from dlexp.guards import RngStateCheckpoint
+
+    calls = []
+
+    class Ends(pl.Callback):
+        def __init__(self, name):
+            self.name = name
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            calls.append((self.name, "batch_end", outputs, batch_idx))
+
+    class Starts(pl.Callback):
+        def on_fit_start(self, trainer, pl_module):
+            calls.append(("starts", "fit_start"))
+
+    group = CallbackGroup([Ends("a"), Starts(), Ends("b")])
+    group.on_train_batch_end("trainer", "module", "out", "batch", 7)
+    group.on_fit_start("trainer", "module")
+    assert calls == [
+        ("a", "batch_end", "out", 7),
+        ("b", "batch_end", "out", 7),
+        ("starts", "fit_start"),
+    ]
+    # hooks no member implements stay Lightning's no-op: one call, nothing done
+    assert type(group).on_validation_batch_end is pl.Callback.on_validation_batch_end
+    assert "on_validation_batch_end" not in vars(group)
+    with pytest.raises(ValueError, match="RngStateCheckpoint saves state"):
+        CallbackGroup([RngStateCheckpoint()])
