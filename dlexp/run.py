@@ -35,6 +35,7 @@ from dlexp.loggers import SampleImages, build_loggers, log_final_hparams
 from dlexp.loss import ClassificationLoss
 from dlexp.models import build_model
 from dlexp.module import ClassificationModule
+from dlexp.progress import LayerSummary
 from dlexp.record import RunRecord
 from dlexp.regularization import WeightPenalty
 from dlexp.resized_schedule import ResizedSchedule
@@ -107,6 +108,8 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
     ]
     if plan.checkpoint is None:
         own.append(SampleImages())
+    if cfg.trainer.enable_model_summary and not cfg.verbose:
+        own.append(LayerSummary())  # (verbose: Lightning's summary of every submodule)
     callbacks += [CallbackGroup(own), RngStateCheckpoint(), *transfer.callbacks]
     if plan.checkpoint is not None and "trainer.max_epochs" in changes:
         callbacks.append(ResizedSchedule())

@@ -13,7 +13,7 @@ from dlexp.config.trainer import FREE_GPU, TrainerConfig
 from dlexp.distributed import claim_free_gpu, strategy_for
 from dlexp.errors import InputError
 from dlexp.guards import AtomicCheckpointIO
-from dlexp.progress import LayerSummary, ProgressBar
+from dlexp.progress import ProgressBar
 
 
 class _DropAdvertisements(logging.Filter):
@@ -38,16 +38,15 @@ def build_trainer(
     """A Trainer from the ``trainer`` node; unset (None) limits keep Lightning's defaults.
 
     ``resume`` is the checkpoint the run continues from (DDP workers are told about it).
-    The progress bar is dlexp's (:class:`~dlexp.progress.ProgressBar`), and so is the model
-    summary (:class:`~dlexp.progress.LayerSummary`) unless ``verbose`` asks for Lightning's.
+    The progress bar is dlexp's (:class:`~dlexp.progress.ProgressBar`); Lightning's model
+    summary is printed only when ``verbose`` asks for it (a run prints dlexp's
+    :class:`~dlexp.progress.LayerSummary`).
     """
     kwargs = {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None}
     callbacks = list(callbacks)
     if cfg.enable_progress_bar:
         callbacks.append(ProgressBar())
-    if cfg.enable_model_summary and not verbose:
-        callbacks.append(LayerSummary())
-        kwargs["enable_model_summary"] = False
+    kwargs["enable_model_summary"] = cfg.enable_model_summary and verbose
     kwargs["strategy"] = strategy_for(cfg.strategy, run_dir, resume)
     kwargs.setdefault("benchmark", not cfg.deterministic)
     if cfg.devices == FREE_GPU:
