@@ -123,7 +123,7 @@ class FreezeStagesConfig(FrozenBackboneConfig):
 
 @dataclass
 class GradualConfig(FrozenBackboneConfig):
-    """The backbone trains from epoch ``unfreeze_at_epoch`` (0-based) on, at
+    """The backbone is frozen for the first ``unfreeze_at_epoch`` epochs, then trains at
     ``backbone_lr_factor`` times the head's scheduled rate, times ``lr_growth``^k in the k-th
     epoch after the unfreeze, never above the head's rate. Its param group is in the
     optimizer from the start (frozen), so every schedule scales it with the head's."""
