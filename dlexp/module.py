@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import Metric, MetricCollection
+from torchmetrics import Metric
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 from torchmetrics.utilities import dim_zero_cat
@@ -69,14 +69,16 @@ class EpochScore(Metric):
         return self.score(preds, target, self.num_classes, validate_args=False)
 
 
-def epoch_scores(num_classes: int) -> MetricCollection:
-    """``acc`` (micro: the share of correct predictions) and ``f1`` (macro over classes)."""
-    return MetricCollection(
+def epoch_scores(num_classes: int) -> nn.ModuleDict:
+    """``acc`` (micro: the share of correct predictions) and ``f1`` (macro over classes).
+
+    A plain dict, not a MetricCollection: that one's update costs ~10 us more a step.
+    """
+    return nn.ModuleDict(
         {
             "acc": EpochScore(partial(multiclass_accuracy, average="micro"), num_classes),
             "f1": EpochScore(partial(multiclass_f1_score, average="macro"), num_classes),
-        },
-        compute_groups=False,  # two small lists each; no state comparison after each update
+        }
     )
 
 
@@ -118,10 +120,9 @@ class ClassificationModule(pl.LightningModule):
         plain = ClassificationLoss(label_smoothing=0.0)  # eval and predict train nothing
         self.criterion = criterion if criterion is not None else plain
         self.penalty = penalty if penalty is not None and penalty.active else None
-        metrics = epoch_scores(num_classes)
-        self.train_metrics = metrics.clone(prefix="train/")
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+        self.train_metrics, self.val_metrics, self.test_metrics = (
+            epoch_scores(num_classes) for _ in range(3)
+        )
         self.train_loss, self.val_loss, self.test_loss, self.train_penalty = (
             BatchMean() for _ in range(4)
         )
@@ -143,14 +144,17 @@ class ClassificationModule(pl.LightningModule):
         for aux in aux_logits:
             loss = loss + self.model.aux_weight * loss_fn(aux, targets)
         mean_loss: BatchMean = getattr(self, f"{stage}_loss")
-        scores: MetricCollection = getattr(self, f"{stage}_metrics")
+        scores: nn.ModuleDict = getattr(self, f"{stage}_metrics")
         mean_loss.update(loss, len(targets))
-        scores.update(logits.detach().argmax(dim=1), hard_labels(targets))
+        preds, labels = logits.detach().argmax(dim=1), hard_labels(targets)
+        for score in scores.values():
+            score.update(preds, labels)
         self._log_per_epoch(f"{stage}/loss", mean_loss, prog_bar=stage != "test")
-        self._log_per_epoch(f"{stage}/", scores, prog_bar=stage == "val")
+        for name, score in scores.items():
+            self._log_per_epoch(f"{stage}/{name}", score, prog_bar=stage == "val")
         return loss, logits
 
-    def _log_per_epoch(self, name: str, metric: Metric | MetricCollection, prog_bar: bool) -> None:
+    def _log_per_epoch(self, name: str, metric: Metric, prog_bar: bool) -> None:
         """Hands ``metric`` to Lightning on its first update of the epoch (see the class doc).
 
         Lightning then keeps it, computes it over every update at the end of the epoch (synced
@@ -159,10 +163,7 @@ class ClassificationModule(pl.LightningModule):
         if name in self._logged:
             return
         self._logged.add(name)
-        if isinstance(metric, MetricCollection):
-            self.log_dict(metric, on_step=False, on_epoch=True, prog_bar=prog_bar)
-        else:
-            self.log(name, metric, on_step=False, on_epoch=True, prog_bar=prog_bar)
+        self.log(name, metric, on_step=False, on_epoch=True, prog_bar=prog_bar)
 
     def _new_epoch(self, stage: str) -> None:
         self._logged = {name for name in self._logged if not name.startswith(f"{stage}/")}
