@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -32,8 +33,13 @@ def test_ddp_multirun_gives_one_complete_dir_per_job_and_nothing_else(tmp_path):
         assert f"seed={seed}" in record["overrides"]
         assert record["epochs"] == 1 and 0 <= record["test"]["test/acc"] <= 1
         assert [row["epoch"] for row in read_epochs(sweep / job)] == ["1"]  # written once
-        assert (sweep / job / "confusion_matrix.csv").is_file()
         assert f"seed: {seed}" in (sweep / job / "config.yaml").read_text()
+        # the accuracy is of both processes' predictions: those the confusion matrix counts
+        with open(sweep / job / "confusion_matrix.csv") as f:
+            matrix = [[int(v) for v in row[1:]] for row in list(csv.reader(f))[1:]]
+        total, correct = sum(map(sum, matrix)), sum(row[i] for i, row in enumerate(matrix))
+        assert total == record["data"]["test"]
+        assert record["test"]["test/acc"] == pytest.approx(correct / total, abs=1e-6)
 
 
 def test_ddp_names_get_dlexps_launcher_other_strategies_pass_through(tmp_path):
