@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
@@ -33,27 +34,29 @@ class ProgressBar(DescribedRichProgressBar):
             text += f"/{self.trainer.max_epochs}"
         return f"{text:{len(self.validation_description)}}"
 
-    def _due(self, batch_idx: int, total: Any) -> bool:
+    def _due(self, batch_idx: int, total: Callable[[], Any]) -> bool:
         """Whether to draw now: the interval has passed, or this is the loop's first or last
         batch (rich estimates the speed from two draws at least)."""
+        if self.is_disabled:  # e.g. DDP ranks above 0: Lightning keeps no loop state for them
+            return False
         now = time.monotonic()
-        if now - self._drawn >= self.interval or batch_idx == 0 or batch_idx + 1 == total:
+        if now - self._drawn >= self.interval or batch_idx == 0 or batch_idx + 1 == total():
             self._drawn = now
             return True
         return False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if self._due(batch_idx, self.total_train_batches):
+        if self._due(batch_idx, lambda: self.total_train_batches):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        total = (
-            self.total_val_batches_current_dataloader
-            if not trainer.sanity_checking
-            else trainer.num_sanity_val_batches[dataloader_idx]
-        )
+        def total() -> Any:
+            if trainer.sanity_checking:
+                return trainer.num_sanity_val_batches[dataloader_idx]
+            return self.total_val_batches_current_dataloader
+
         if self._due(batch_idx, total):
             super().on_validation_batch_end(
                 trainer, pl_module, outputs, batch, batch_idx, dataloader_idx
@@ -62,13 +65,13 @@ class ProgressBar(DescribedRichProgressBar):
     def on_test_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        if self._due(batch_idx, self.total_test_batches_current_dataloader):
+        if self._due(batch_idx, lambda: self.total_test_batches_current_dataloader):
             super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def on_predict_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        if self._due(batch_idx, self.total_predict_batches_current_dataloader):
+        if self._due(batch_idx, lambda: self.total_predict_batches_current_dataloader):
             super().on_predict_batch_end(
                 trainer, pl_module, outputs, batch, batch_idx, dataloader_idx
             )

@@ -20,7 +20,14 @@ DDP_2_CPU = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 def test_ddp_multirun_gives_one_complete_dir_per_job_and_nothing_else(tmp_path):
     """2 jobs x 2 gloo processes: exactly the sweep's 2 job dirs, each a complete record."""
     proc = run_cli(
-        "train", "-m", *QUICK, *DDP_2_CPU, "trainer.max_epochs=1", "seed=1,2", cwd=tmp_path
+        "train",
+        "-m",
+        *QUICK,
+        *DDP_2_CPU,
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=true",  # rank 1's bar is disabled, and must stay quiet
+        "seed=1,2",
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["sweeps"]
