@@ -52,8 +52,16 @@ class ConsoleFormatter(logging.Formatter):
 
 
 def set_verbose(verbose: bool) -> None:
-    """``verbose=true``: Lightning's routine lines and warnings on the console; else hidden."""
+    """``verbose=true``: Lightning's routine lines and warnings on the console; else hidden.
+
+    Under Hydra (``dlexp train``) the console handler has the filter; elsewhere (``dlexp
+    eval``) Lightning logs through a handler of its own, which gets it here.
+    """
     QuietLightning.verbose = verbose
+    for name in ("pytorch_lightning", "lightning_fabric"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, QuietLightning) for f in handler.filters):
+                handler.addFilter(QuietLightning())
     ours = [f for f in warnings.filters if f[0] == "ignore" and _is_ours(f[1])]
     for entry in ours:
         warnings.filters.remove(entry)

@@ -75,9 +75,11 @@ def evaluate(cfg: Config, ckpt: Path, state: dict, overrides: list[str]) -> dict
     import pytorch_lightning as pl
 
     from dlexp.checkpoints import restore_module
+    from dlexp.console import set_verbose
     from dlexp.data import build_datamodule
     from dlexp.trainer import build_trainer
 
+    set_verbose(cfg.verbose)
     started = time.time()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg.data, seed=cfg.seed)

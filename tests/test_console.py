@@ -74,3 +74,13 @@ def test_verbose_brings_lightnings_lines_and_summary_back(tmp_path):
     assert result.returncode == 0, result.stderr
     console = result.stdout + result.stderr
     assert "GPU available" in console and "Modules in train mode" in console
+
+
+def test_eval_prints_no_lightning_routine_lines_either(quiet_run):
+    run, _ = quiet_run
+    result = run_cli("eval", f"ckpt={run}", cwd=run.parent)
+    assert result.returncode == 0, result.stderr
+    console = result.stdout + result.stderr
+    for line in LIGHTNING_ROUTINE:
+        assert line not in console
+    assert "test/acc" in console.splitlines()[-1]
