@@ -100,10 +100,10 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
     resume_step = plan.global_step if plan.checkpoint else None
     loggers = build_loggers(cfg.logger, run_dir, resume_step=resume_step)
     callbacks = build_callbacks(cfg.callbacks, run_dir, with_logger=bool(loggers))
-    own = [
+    own = [  # the guard first: a diverged epoch ends before anything records it
+        DivergenceGuard(every=cfg.trainer.log_every_n_steps),
         history,
         ConfusionMatrixReport(run_dir, datamodule.class_names),
-        DivergenceGuard(every=cfg.trainer.log_every_n_steps),
         InterruptCheckpoint(run_dir / "checkpoints" / "interrupted.ckpt", interrupts),
     ]
     if plan.checkpoint is None:

@@ -82,22 +82,32 @@ def test_training_steps_read_values_only_at_refresh_points(tmp_path, monkeypatch
     assert 0 < conversions["guards.py:check:__bool__"] <= many_steps / 10 + 4
 
 
-@pytest.mark.parametrize("poisoned_step", [3, 12])
+@pytest.mark.parametrize(
+    ("poisoned_step", "extra"),
+    [
+        (3, []),
+        (12, []),
+        # the last batch of epoch 1, and no validation in epoch 1: caught at the epoch's end
+        (78, ["trainer.check_val_every_n_epoch=2"]),
+    ],
+)
 def test_a_diverged_run_stops_within_log_every_n_steps_naming_the_first_bad_step(
-    tmp_path, poisoned_step
+    tmp_path, poisoned_step, extra
 ):
-    """The loss is checked every 5 steps: the run stops by the next check, records the step
-    whose loss first was NaN, and writes no checkpoint of the NaN weights."""
+    """The loss is checked every 5 steps (and at each epoch's end): the run stops by the next
+    check, records the step whose loss first was NaN, and writes no checkpoint of the NaN
+    weights and no row of the epoch they end."""
     run = tmp_path / "run"
     code = run_inprocess(
         "train",
         *QUICK,
         "model=mlp",
-        "data.batch_size=16",  # 79 steps per epoch: the NaN comes long before the epoch's end
+        "data.batch_size=16",  # 79 steps per epoch
         "trainer.log_every_n_steps=5",
         f"+callbacks.poison._target_={PoisonAtStep.__module__}.PoisonAtStep",
         f"+callbacks.poison.step={poisoned_step}",
         f"hydra.run.dir={run}",
+        *extra,
         cwd=tmp_path,
     )
     assert code == 1
@@ -106,6 +116,7 @@ def test_a_diverged_run_stops_within_log_every_n_steps_naming_the_first_bad_step
     # Lightning's global_step at the end of the batch counts that batch's optimizer step
     assert record["diverged"] == {"step": poisoned_step + 1, "epoch": 1, "loss": "nan"}
     assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())
+    assert not (run / "epochs.csv").exists()
 
 
 def test_a_callback_group_calls_each_hook_on_its_implementers_in_order():
