@@ -120,11 +120,13 @@ def restore_module(
     image_size: int,
     key: str,
     shown: str,
+    tta=None,
 ):
     """The run's LightningModule rebuilt from its model config and loaded with ``state``.
 
     The input normalizer's statistics come from the checkpoint (the preprocessing the model
-    was trained with), not from any data at hand.
+    was trained with), not from any data at hand. ``tta``: the test's test-time augmentation
+    (:func:`dlexp.tta.build_tta`).
     """
     from dlexp.data.normalize import InputNormalizer
     from dlexp.models import build_model
@@ -134,6 +136,6 @@ def restore_module(
         model_cfg, in_channels=in_channels, num_classes=num_classes, image_size=image_size
     )
     normalizer = InputNormalizer("checkpoint", torch.zeros(in_channels), torch.ones(in_channels))
-    module = ClassificationModule(model, normalizer, num_classes, optimizer=None)
+    module = ClassificationModule(model, normalizer, num_classes, optimizer=None, tta=tta)
     load_exact(module, state, key, shown)
     return module.eval()

@@ -4,7 +4,8 @@ The run's datamodule and model are rebuilt from its saved ``config.yaml`` with t
 overrides applied on top (``data=mnist``, ``data.batch_size=256``, ``trainer.accelerator=cpu``
 …), the checkpoint is loaded with ``weights_only=True``, Lightning's ``trainer.test`` runs
 on the test split and the result is written to ``eval.json`` in the run directory. On the
-run's own data it reproduces the training run's test metrics.
+run's own data it reproduces the training run's test metrics. ``test.tta=flip|flip_translate``
+tests it again with test-time augmentation (:mod:`dlexp.tta`), recorded as ``test_tta``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ USAGE = """usage: dlexp eval ckpt=<run dir or .ckpt> [overrides]
 
 Tests the checkpoint (a run directory: its best checkpoint) on the test split of the run's
 data config. Overrides that change the evaluation apply on top (data=mnist picks another
-test set; data.root, data.batch_size, seed, trainer.accelerator, trainer.precision ...;
-the full list is in the message for any other key). Writes eval.json in the run directory.
+test set; test.tta=flip_translate tests with test-time augmentation; data.root,
+data.batch_size, seed, trainer.accelerator, trainer.precision ...; the full list is in the
+message for any other key). Writes eval.json in the run directory.
 """
 
 
@@ -58,12 +60,16 @@ def eval_command(args: list[str]) -> int:
         state = lightning_state_dict(safe_load(ckpt, "ckpt"), ckpt, "ckpt")
         result = evaluate(cfg, ckpt, state, overrides)
         result["checkpoint"] = inside(ckpt, run_dir)  # a copied or moved run stays portable
-        reference = _training_test(run_dir)
+        reference, reference_tta = _training_test(run_dir)
         if reference:
             result["training_test"] = reference
+        if reference_tta:
+            result["training_test_tta"] = reference_tta
         atomic_write_json(run_dir / "eval.json", result)
     metrics = ", ".join(f"{k} {v:.6f}" for k, v in result["test"].items())
-    print(f"{ckpt}: {metrics} ({result['data']['test']} test images) -> {run_dir / 'eval.json'}")
+    tta = result["test_tta"]["mode"]
+    shown = f"{result['data']['test']} test images" + (f", test.tta={tta}" if tta != "none" else "")
+    print(f"{ckpt}: {metrics} ({shown}) -> {run_dir / 'eval.json'}")
     return EXIT_OK
 
 
@@ -78,6 +84,7 @@ def evaluate(cfg: Config, ckpt: Path, state: dict, overrides: list[str]) -> dict
     from dlexp.console import set_verbose
     from dlexp.data import build_datamodule
     from dlexp.trainer import build_trainer
+    from dlexp.tta import build_tta, tta_record
 
     set_verbose(cfg.verbose)
     started = time.time()
@@ -92,6 +99,7 @@ def evaluate(cfg: Config, ckpt: Path, state: dict, overrides: list[str]) -> dict
         image_size=datamodule.image_size,
         key="ckpt",
         shown=str(ckpt),
+        tta=build_tta(cfg.test, cfg.data.flip_ok),
     )
     # one process, whatever the run trained with (DDP would pad and repeat test samples)
     single = dataclasses.replace(cfg.trainer, strategy="auto", devices=1, num_nodes=1)
@@ -106,14 +114,17 @@ def evaluate(cfg: Config, ckpt: Path, state: dict, overrides: list[str]) -> dict
             "num_classes": datamodule.num_classes,
         },
         "test": {k: float(v) for k, v in (tested[0] if tested else {}).items()},
+        "test_tta": tta_record(cfg.test, cfg.data.flip_ok),
         "confusion_matrix": module.test_confusion.compute().tolist(),
         "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "wall_seconds": round(time.time() - started, 3),
     }
 
 
-def _training_test(run_dir: Path) -> dict | None:
+def _training_test(run_dir: Path) -> tuple[dict | None, dict | None]:
+    """The training run's own test metrics and the TTA they were scored with."""
     try:
-        return read_json(run_dir / "metrics.json").get("test") or None
+        record = read_json(run_dir / "metrics.json")
     except (OSError, ValueError):
-        return None
+        return None, None
+    return record.get("test") or None, record.get("test_tta") or None

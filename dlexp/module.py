@@ -19,6 +19,8 @@ from dlexp.loss import ClassificationLoss, hard_labels
 from dlexp.regularization import WeightPenalty
 
 OptimizerFactory = Callable[[object], torch.optim.Optimizer]
+# test-time augmentation (dlexp.tta): the test's logits from the module's forward and a batch
+TestLogits = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor], torch.Tensor]
 
 
 class BatchMean(Metric):
@@ -98,7 +100,8 @@ class ClassificationModule(pl.LightningModule):
     Training minimizes ``criterion`` (cross-entropy, label smoothing) on the batch plus the
     weight ``penalty`` (logged as ``train/penalty``; ``train/loss`` is the data loss alone).
     Training targets may be soft (mixup/cutmix); training metrics then score the dominant
-    class. Validation and test losses are the plain cross-entropy.
+    class. Validation and test losses are the plain cross-entropy. With ``tta`` set, the
+    test scores each batch by its logits averaged over augmented views (:mod:`dlexp.tta`).
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class ClassificationModule(pl.LightningModule):
         scheduler: SchedulerFactory | None = None,
         criterion: nn.Module | None = None,
         penalty: WeightPenalty | None = None,
+        tta: TestLogits | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -120,6 +124,7 @@ class ClassificationModule(pl.LightningModule):
         plain = ClassificationLoss(label_smoothing=0.0)  # eval and predict train nothing
         self.criterion = criterion if criterion is not None else plain
         self.penalty = penalty if penalty is not None and penalty.active else None
+        self.tta = tta  # the test's logits, when set (never training's or validation's)
         self.train_metrics, self.val_metrics, self.test_metrics = (
             epoch_scores(num_classes) for _ in range(3)
         )
@@ -137,6 +142,8 @@ class ClassificationModule(pl.LightningModule):
         if stage == "train" and getattr(self.model, "aux_heads", None):
             # auxiliary classifiers (GoogLeNet) add their weighted losses in training
             logits, aux_logits = self.model.forward_aux(self.input_transform(images))
+        elif stage == "test" and self.tta is not None:
+            logits, aux_logits = self.tta(self, images), []
         else:
             logits, aux_logits = self(images), []
         loss_fn = self.criterion if stage == "train" else F.cross_entropy

@@ -20,7 +20,9 @@ from dlexp.errors import InputError
 from dlexp.resume import read_epoch_rows, read_record
 
 # How the run continues, never what it computes: its length, where it runs, where its data
-# lies (the same files), how it logs. A group name (logger) stands for all its keys.
+# lies (the same files), how it logs, how its final test scores the best checkpoint (test.*:
+# test-time augmentation, applied once, at the end). A node name (logger) stands for all its
+# keys.
 RESUME_OVERRIDES = (
     "trainer.max_epochs",
     "trainer.accelerator",
@@ -31,6 +33,7 @@ RESUME_OVERRIDES = (
     "data.download",
     "data.num_workers",
     "logger",
+    "test",
     "verbose",
 )
 SHOWN = 4  # changed keys named in a refusal

@@ -44,6 +44,7 @@ from dlexp.resume_contract import resume_changes
 from dlexp.run_config import inside
 from dlexp.trainer import build_trainer
 from dlexp.transfer.setup import prepare_transfer
+from dlexp.tta import build_tta, tta_record
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
         scheduler=scheduler_factory(cfg.scheduler),
         criterion=ClassificationLoss(cfg.loss.label_smoothing),
         penalty=WeightPenalty(cfg.regularization, model, n=len(datamodule.train_split)),
+        tta=build_tta(cfg.test, cfg.data.flip_ok),
     )
     history = EpochHistory(run_dir / "epochs.csv", resume_after_epoch=plan.epoch)
     interrupts = InterruptHandler()
@@ -202,6 +204,7 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
             best={k: v for k, v in best.items() if k.startswith("val/")},
             stopped=stopped,
             test={k: round(float(v), 6) for k, v in (tested[0] if tested else {}).items()},
+            test_tta=tta_record(cfg.test, cfg.data.flip_ok),
             best_checkpoint=inside(best_path, run_dir),
             first_step_at=history.first_step_at,
         )

@@ -12,6 +12,7 @@ allowed ones. Imports neither torch nor Lightning.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -22,9 +23,10 @@ from dlexp.errors import ConfigError, DlexpError, InputError
 from dlexp.io import read_json
 
 # What `dlexp eval` may change: which data it tests on (a group option such as data=mnist
-# picks another test set; it must give the shape the model was trained for) and how the
-# Trainer runs. Not data.normalize (the checkpoint carries the training split's
-# statistics), data.classes (the head was built for them), nor anything of training.
+# picks another test set; it must give the shape the model was trained for), how the test
+# scores it (test-time augmentation) and how the Trainer runs. Not data.normalize (the
+# checkpoint carries the training split's statistics), data.classes (the head was built for
+# them), nor anything of training.
 EVAL_OVERRIDES = (
     "data",
     "data.root",
@@ -36,6 +38,8 @@ EVAL_OVERRIDES = (
     "data.batch_size",
     "data.loader",
     "data.num_workers",
+    "test.tta",
+    "test.translate",
     "seed",
     "trainer.accelerator",
     "trainer.devices",
@@ -141,6 +145,9 @@ def _with_overrides(
 ) -> DictConfig:
     from dlexp.compat.hydra import parse_overrides
 
+    for f in dataclasses.fields(Config):  # a node newer than the run (test): its defaults
+        if f.name not in cfg and dataclasses.is_dataclass(f.default_factory):
+            cfg[f.name] = OmegaConf.structured(f.default_factory)
     for override in parse_overrides(overrides):
         key, line = override.key_or_group, override.input_line
         if override.is_sweep_override() or override.is_delete() or override.is_add():

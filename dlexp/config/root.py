@@ -25,6 +25,7 @@ from dlexp.config.fields import param, validate
 from dlexp.config.model import MODEL_SCHEMAS, ModelConfig
 from dlexp.config.optimizer import OPTIMIZER_SCHEMAS, OptimizerConfig
 from dlexp.config.scheduler import SCHEDULER_SCHEMAS, SchedulerConfig
+from dlexp.config.test import TestConfig
 from dlexp.config.trainer import TrainerConfig
 from dlexp.config.transfer import TRANSFER_SCHEMAS, TransferConfig
 from dlexp.errors import ConfigError
@@ -65,6 +66,7 @@ class Config:
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    test: TestConfig = field(default_factory=TestConfig)
     logger: dict[str, Any] | None = field(default_factory=dict)
     callbacks: dict[str, Any] | None = field(default_factory=dict)
     seed: int = param(42, ge=0, lt=2**32)
@@ -79,7 +81,7 @@ class Config:
     def check(self, key: str) -> None:
         """Rules spanning groups, known without torch: the model takes the data's image
         size, the schedule fits the run's length, ``resume`` names a run (and is not
-        combined with ``overwrite``)."""
+        combined with ``overwrite``), a test-time shift is smaller than the images."""
         from dlexp.resume import run_dir_of
 
         if self.resume is not None and self.overwrite:
@@ -90,6 +92,11 @@ class Config:
             run_dir_of(self.resume)
         self.model.check_input(self.data.shape().image_size)
         self.scheduler.check_against(self.trainer.max_epochs, "scheduler")
+        size = self.data.shape().image_size
+        if self.test.tta == "flip_translate" and self.test.translate >= size:
+            raise ConfigError(
+                "test.translate", self.test.translate, f"must be < {size}, the image size (px)"
+            )
 
 
 # -- the schemas of each group's options, and a saved config's nodes typed again --------------
