@@ -76,7 +76,7 @@ class Config:
     def check(self, key: str) -> None:
         """Rules spanning groups, known without torch: the model takes the data's image
         size, the schedule fits the run's length, ``resume`` names a run (and is not
-        combined with ``overwrite``)."""
+        combined with ``overwrite``), the alternating flip has the in-memory loader."""
         from dlexp.resume import run_dir_of
 
         if self.resume is not None and self.overwrite:
@@ -86,6 +86,12 @@ class Config:
         if self.resume not in (None, "auto"):
             run_dir_of(self.resume)
         self.model.check_input(self.data.shape().image_size)
+        if self.augment.flip_mode == "alternate" and self.data.loader != "memory":
+            raise ConfigError(
+                "augment.flip_mode",
+                "alternate",
+                "needs data.loader=memory (the flips follow the loader's epoch)",
+            )
         self.scheduler.check_against(self.trainer.max_epochs, "scheduler")
 
 
