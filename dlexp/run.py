@@ -33,7 +33,7 @@ from dlexp.guards import DivergenceGuard, InterruptCheckpoint, InterruptHandler,
 from dlexp.io import atomic_write_text, remove_stale_temps
 from dlexp.loggers import SampleImages, build_loggers, log_final_hparams
 from dlexp.loss import ClassificationLoss
-from dlexp.models import build_model
+from dlexp.models import build_model, fit_to_data
 from dlexp.module import ClassificationModule
 from dlexp.progress import LayerSummary
 from dlexp.record import RunRecord
@@ -87,6 +87,7 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
         image_size=datamodule.image_size,
     )
     transfer = prepare_transfer(cfg.transfer, model, cfg.model)
+    fit_to_data(model, datamodule.train_split.images, datamodule.normalizer)  # whitening layers
     module = ClassificationModule(
         model,
         datamodule.normalizer,

@@ -22,7 +22,7 @@ from dlexp.reports.runs import read_run
 from conftest import QUICK, run_inprocess
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
-COURSE = [e for e in EXPERIMENTS if not e.startswith("transfer_")]
+COURSE = [e for e in EXPERIMENTS if not e.startswith(("transfer_", "speedrun_"))]
 
 # The grid of each experiment: the key(s) it sweeps and the number of jobs.
 GRIDS = {
@@ -38,6 +38,8 @@ GRIDS = {
     "seeds": (["seed"], 5),
     "transfer_mnist": (["+experiment/transfer_policy", "seed"], 15),
     "transfer_mnist_pretrain": ([], 1),
+    "speedrun_cifar10": ([], 1),
+    "speedrun_mnist": ([], 1),
 }
 
 
@@ -104,6 +106,14 @@ def test_transfer_experiment_composes(name):
     assert cfg.data.name == "mnist" and cfg.model.name == "lenet5"
 
 
+@pytest.mark.parametrize(
+    ("name", "data"), [("speedrun_cifar10", "cifar10"), ("speedrun_mnist", "mnist")]
+)
+def test_speedrun_experiment_composes(name, data):
+    (cfg,) = check_command_line([f"+experiment={name}"]).configs
+    assert cfg.data.name == data and cfg.model.name == "speednet"
+
+
 def test_sweep_values_are_the_documented_ones():
     def values(name, key):
         return sorted(
@@ -123,7 +133,7 @@ def test_glob_selects_every_experiment_once_and_mnist_is_one_override():
     """Hydra builds the sweep from the command line alone: with several experiments selected
     by glob, each runs once with its fixed keys, not its own grid. ``data=mnist`` switches
     every experiment to MNIST at its native 28 px."""
-    configs = compose("+experiment=glob(*,exclude=transfer_*)", "data=mnist")
+    configs = compose("+experiment=glob(*,exclude=[transfer_*,speedrun_*])", "data=mnist")
     assert len(configs) == len(COURSE)
     assert sorted(c.trainer.max_epochs for c in configs) == sorted(
         compose(f"+experiment={n}")[0].trainer.max_epochs for n in COURSE

@@ -287,6 +287,43 @@ class ResNet56Config(CifarResNetConfig):
     name: str = "resnet56"
 
 
+@dataclass
+class SpeedNetConfig(ModelConfig):
+    """The small fast network of the speed runs (after Keller Jordan's airbench and
+    hlb-CIFAR10): a frozen patch-whitening convolution, one conv group per entry of
+    ``widths`` (conv3-pool-norm-act-conv3-norm-act), a global max-pool and a bias-free linear
+    layer whose logits are multiplied by ``logit_scale``.
+
+    The whitening's 2·c·k² filters (k = ``whiten_kernel``) are ± the eigenvectors of the
+    covariance of k x k patches of ``whiten_samples`` training images, each divided by
+    sqrt(eigenvalue + ``whiten_eps``): set from the data before training, then fixed (they
+    are buffers, not parameters). With ``norm: batch`` and ``norm_scale: false`` BatchNorm's
+    scale stays 1 and its shift is ``norm_shift_gain`` x a parameter, which plain SGD then
+    moves gain² times faster than the other weights (airbench's 64x rate is gain 8).
+    """
+
+    name: str = "speednet"
+    norm: str = param("batch", choices=NORMS)
+    norm_momentum: float = param(0.4, gt=0, le=1)  # airbench's 0.6 in torch's convention
+    activation: str = param("gelu", choices=ACTIVATIONS)
+    widths: list[int] = param(factory=lambda: [64, 256, 256], ge=1, each=True)
+    whiten_kernel: int = param(2, ge=1, le=8)
+    whiten_eps: float = param(5e-4, gt=0)
+    whiten_samples: int = param(5000, ge=1)
+    logit_scale: float = param(1 / 9, gt=0)
+    norm_scale: bool = False
+    norm_shift_gain: float = param(8.0, gt=0)
+
+    def min_size(self, stem: str | None) -> int:
+        # each group halves the whitened map (size - k + 1), which must not reach 0
+        return 2 ** len(self.widths) + self.whiten_kernel - 1
+
+    def check(self, key: str) -> None:
+        super().check(key)
+        if not self.widths:
+            raise ConfigError(f"{key}.widths", [], "must list one width per conv group")
+
+
 MODEL_SCHEMAS: dict[str, type[ModelConfig]] = {
     schema.name: schema
     for schema in (
@@ -304,6 +341,7 @@ MODEL_SCHEMAS: dict[str, type[ModelConfig]] = {
         ResNet20Config,
         ResNet32Config,
         ResNet56Config,
+        SpeedNetConfig,
     )
 }
 UNIFORM_KEYS = frozenset(ModelConfig.__dataclass_fields__)

@@ -81,7 +81,8 @@ class Config:
     def check(self, key: str) -> None:
         """Rules spanning groups, known without torch: the model takes the data's image
         size, the schedule fits the run's length, ``resume`` names a run (and is not
-        combined with ``overwrite``), a test-time shift is smaller than the images."""
+        combined with ``overwrite``), a test-time shift is smaller than the images, the
+        alternating flip has the in-memory loader."""
         from dlexp.resume import run_dir_of
 
         if self.resume is not None and self.overwrite:
@@ -91,6 +92,12 @@ class Config:
         if self.resume not in (None, "auto"):
             run_dir_of(self.resume)
         self.model.check_input(self.data.shape().image_size)
+        if self.augment.flip_mode == "alternate" and self.data.loader != "memory":
+            raise ConfigError(
+                "augment.flip_mode",
+                "alternate",
+                "needs data.loader=memory (the flips follow the loader's epoch)",
+            )
         self.scheduler.check_against(self.trainer.max_epochs, "scheduler")
         size = self.data.shape().image_size
         if self.test.tta == "flip_translate" and self.test.translate >= size:

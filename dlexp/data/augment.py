@@ -5,7 +5,8 @@ Two kinds, both for the training split only:
 * per-image transforms (:func:`image_transform`; batched on the device for the in-memory
   data path: :func:`batch_transform`) on the uint8 CxHxW tensors held in memory: random
   crop with zero padding, horizontal flip (only where the dataset says flipping keeps the
-  label: never for digits, MNIST-style sets or house numbers), a small
+  label: never for digits, MNIST-style sets or house numbers; at random, or on alternate
+  epochs with ``flip_mode: alternate``), a small
   random affine (rotation and scale), random erasing (cutout). Images stay uint8; the
   model's input layer normalizes them.
 * batch-level mixing (:class:`BatchMix`): MixUp and/or CutMix on whole batches, giving
@@ -48,13 +49,21 @@ def image_transform(cfg: AugmentConfig | None, image_size: int, flip_ok: bool):
     return v2.Compose(steps) if steps else None
 
 
-def batch_transform(cfg: AugmentConfig | None, image_size: int, flip_ok: bool):
+def alternates(cfg: AugmentConfig | None, flip_ok: bool) -> bool:
+    """Whether ``cfg`` flips the images on alternate epochs (``augment.flip_mode=alternate``)."""
+    return cfg is not None and cfg.flip and flip_ok and cfg.flip_mode == "alternate"
+
+
+def batch_transform(cfg: AugmentConfig | None, image_size: int, flip_ok: bool, epochs=None):
     """The per-image steps of ``cfg`` as one batched transform (the in-memory data path).
 
     Draws the same distribution as :func:`image_transform`, step for step (see
-    :mod:`dlexp.data.batch_augment`); None when there is nothing to do.
+    :mod:`dlexp.data.batch_augment`); None when there is nothing to do. The alternating flip
+    reads the epoch from ``epochs`` (the loader's :class:`~dlexp.data.memory.EpochSeed`) and
+    expects images of which :func:`~dlexp.data.batch_augment.mirror_half` mirrored half.
     """
     from dlexp.data.batch_augment import (
+        AlternatingFlip,
         BatchAffine,
         BatchAugment,
         BatchErasing,
@@ -67,7 +76,11 @@ def batch_transform(cfg: AugmentConfig | None, image_size: int, flip_ok: bool):
     steps: list = []
     if cfg.crop_padding > 0:
         steps.append(BatchRandomCrop(max(1, round(cfg.crop_padding * image_size))))
-    if cfg.flip and flip_ok:
+    if alternates(cfg, flip_ok):
+        if epochs is None:
+            raise ValueError("the alternating flip needs the loader's epochs")
+        steps.append(AlternatingFlip(epochs))
+    elif cfg.flip and flip_ok:
         steps.append(BatchFlip())
     if cfg.affine_degrees > 0 or list(cfg.affine_scale) != [1.0, 1.0]:
         steps.append(BatchAffine(cfg.affine_degrees, tuple(cfg.affine_scale)))

@@ -27,10 +27,12 @@ from dlexp.config.data import DataConfig
 from dlexp.data.augment import (
     AugmentedImages,
     MixingCollate,
+    alternates,
     batch_mix,
     batch_transform,
 )
 from dlexp.data.augment import image_transform as augment_transform
+from dlexp.data.batch_augment import mirror_half
 from dlexp.data.memory import MemoryBatches, drops_single_last
 from dlexp.data.normalize import InputNormalizer
 from dlexp.data.splits import RawData, Split, select_classes, stratified_split, subsample
@@ -185,26 +187,37 @@ class ImageDataModule(pl.LightningDataModule):
         )
 
     def _in_memory(self, split: Split, train: bool) -> MemoryBatches:
-        """``split`` on the training device, served by index (``data.loader=memory``)."""
+        """``split`` on the training device, served by index (``data.loader=memory``).
+
+        For the alternating flip, the training images are held with a random half of them
+        mirrored (:func:`~dlexp.data.batch_augment.mirror_half`).
+        """
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        key = (id(split), str(device))
+        mirrored = train and alternates(self.augment, self.cfg.flip_ok)
+        key = (id(split), str(device), mirrored)
         if key not in self._on_device:
-            self._on_device[key] = (split.images.to(device), split.labels.to(device))
+            images = split.images.to(device)
+            self._on_device[key] = (
+                mirror_half(images, self.seed) if mirrored else images,
+                split.labels.to(device),
+            )
         images, labels = self._on_device[key]
-        return MemoryBatches(
+        batches = MemoryBatches(
             images,
             labels,
             self.cfg.batch_size,
             shuffle=train,
             seed=self.seed,
-            augment=batch_transform(self.augment, self.image_size, self.cfg.flip_ok)
-            if train
-            else None,
             mix=batch_mix(self.augment, self.num_classes) if train else None,
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
         )
+        if train:  # the alternating flip reads the epoch from the loader's own EpochSeed
+            batches.augment = batch_transform(
+                self.augment, self.image_size, self.cfg.flip_ok, epochs=batches.sampler
+            )
+        return batches
 
     def train_dataloader(self) -> DataLoader | MemoryBatches:
         """Training batches, augmented by ``augment`` (per image, then per batch)."""

@@ -7,6 +7,9 @@ applies them with tensor operations on the batch's device:
 * :class:`BatchRandomCrop` = ``v2.RandomCrop(size, padding=p, fill=0)``: offsets uniform
   in ``[0, 2p]`` per axis, gathered from the zero-padded batch.
 * :class:`BatchFlip` = ``v2.RandomHorizontalFlip()``: each image mirrored with p = 0.5.
+* :class:`AlternatingFlip` (no per-image counterpart): airbench's flip; a random half of the
+  images is mirrored once before training (:func:`mirror_half`), and every image is mirrored
+  on odd epochs, so each is seen both ways in every two consecutive epochs.
 * :class:`BatchAffine` = ``v2.RandomAffine(degrees, scale=...)``: angle ~ U(-d, d) and
   scale ~ U(lo, hi) about the image centre, nearest-neighbour sampling, zero fill
   (one ``affine_grid`` / ``grid_sample`` for the batch).
@@ -53,6 +56,29 @@ class BatchFlip:
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         flip = (torch.rand(len(x), generator=gen) < 0.5).to(x.device)
         return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+class AlternatingFlip:
+    """Mirrors the whole batch on odd epochs (read from ``epochs.epoch``: the loader's
+    :class:`~dlexp.data.memory.EpochSeed`, which Lightning sets before each epoch).
+
+    Applied to images of which :func:`mirror_half` mirrored a random half beforehand, an
+    image is mirrored in epoch e iff its own random bit differs from e's parity: the images
+    mirrored in one epoch are exactly those left as they are in the next.
+    """
+
+    def __init__(self, epochs) -> None:
+        self.epochs = epochs
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return x.flip(-1) if self.epochs.epoch % 2 else x
+
+
+def mirror_half(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """``images`` (N x C x H x W) with each mirrored with p = 0.5, drawn once from ``seed``
+    (the per-image half of :class:`AlternatingFlip`); a new tensor."""
+    bits = torch.rand(len(images), generator=torch.Generator().manual_seed(seed)) < 0.5
+    return torch.where(bits.to(images.device)[:, None, None, None], images.flip(-1), images)
 
 
 class BatchAffine:

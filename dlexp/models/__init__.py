@@ -7,8 +7,10 @@ from dlexp.models import (  # noqa: F401  (registers the builders)
     lenet,
     mlp,
     resnet,
+    speednet,
     vgg,
 )
 from dlexp.models.registry import MODELS, Classifier, build_model, register_model
+from dlexp.models.speednet import fit_to_data
 
-__all__ = ["MODELS", "Classifier", "build_model", "register_model"]
+__all__ = ["MODELS", "Classifier", "build_model", "fit_to_data", "register_model"]
