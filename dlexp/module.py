@@ -38,8 +38,9 @@ class BatchMean(Metric):
         self.add_state("count", torch.tensor(0.0), dist_reduce_fx="sum")
 
     def update(self, batch_mean: torch.Tensor, batch_size: int) -> None:
-        self.total += batch_mean.detach().float() * batch_size
-        self.count += batch_size
+        # in place: `self.total += ...` would set the attribute again through nn.Module
+        self.total.add_(batch_mean.detach().float(), alpha=batch_size)
+        self.count.add_(batch_size)
 
     def compute(self) -> torch.Tensor:
         return self.total / self.count
@@ -145,7 +146,7 @@ class ClassificationModule(pl.LightningModule):
         elif stage == "test" and self.tta is not None:
             logits, aux_logits = self.tta(self, images), []
         else:
-            logits, aux_logits = self(images), []
+            logits, aux_logits = self.forward(images), []  # (not self(): no module hooks here)
         loss_fn = self.criterion if stage == "train" else F.cross_entropy
         loss = loss_fn(logits, targets)
         for aux in aux_logits:
