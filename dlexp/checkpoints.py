@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from dlexp.config.model import ModelConfig
+from dlexp.config.model_base import ModelConfig
 from dlexp.errors import InputError
 
 MODEL_PREFIX = "model."

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from dlexp.config.model import MODEL_SCHEMAS, ModelConfig, model_config
+from dlexp.config.model import MODEL_SCHEMAS, model_config
+from dlexp.config.model_base import ModelConfig
 from dlexp.config.scheduler import SCHEDULER_SCHEMAS
 from dlexp.config.transfer import FinetuneConfig, FreezeStagesConfig
 from dlexp.errors import ConfigError, InputError

@@ -22,7 +22,8 @@ from dlexp.config.augment import AUGMENT_LEVELS, AugmentConfig
 from dlexp.config.callbacks import CALLBACK_SCHEMAS
 from dlexp.config.data import DATA_SCHEMAS, DataConfig
 from dlexp.config.fields import param, validate
-from dlexp.config.model import MODEL_SCHEMAS, ModelConfig
+from dlexp.config.model import MODEL_SCHEMAS
+from dlexp.config.model_base import ModelConfig
 from dlexp.config.optimizer import OPTIMIZER_SCHEMAS, OptimizerConfig
 from dlexp.config.scheduler import SCHEDULER_SCHEMAS, SchedulerConfig
 from dlexp.config.test import TestConfig

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from torch import nn
 from torchvision.models.alexnet import AlexNet
 
-from dlexp.config.model import resolve_stem
+from dlexp.config.model_base import resolve_stem
 from dlexp.models.registry import Classifier, register_model
 from dlexp.models.surgery import make_act, use_activation, use_pooling
 

@@ -16,13 +16,8 @@ import torch
 from torch import nn
 
 from dlexp.config.data import DataShape
-from dlexp.config.model import (
-    MODEL_SCHEMAS,
-    UNIFORM_KEYS,
-    ModelConfig,
-    UnsupportedError,
-    dropout_rate,
-)
+from dlexp.config.model import MODEL_SCHEMAS, UNIFORM_KEYS
+from dlexp.config.model_base import ModelConfig, UnsupportedError, dropout_rate
 from dlexp.errors import ConfigError
 from dlexp.models.layers import (
     ACTIVATIONS,

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from dlexp.config.model import resolve_stem
+from dlexp.config.model_base import resolve_stem
 from dlexp.models.registry import Classifier, register_model
 from dlexp.models.surgery import make_head, use_activation, use_pooling
 

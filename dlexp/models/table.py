@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
-from dlexp.config.model import MODEL_SCHEMAS, resolve_stem
+from dlexp.config.model import MODEL_SCHEMAS
+from dlexp.config.model_base import resolve_stem
 from dlexp.errors import InputError
 from dlexp.models.registry import UnsupportedError, build_on_meta
 

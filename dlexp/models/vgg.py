@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torchvision.models.vgg import VGG, cfgs, make_layers
 
-from dlexp.config.model import resolve_stem
+from dlexp.config.model_base import resolve_stem
 from dlexp.models.registry import Classifier, register_model
 from dlexp.models.surgery import (
     make_act,

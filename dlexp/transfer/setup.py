@@ -14,7 +14,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import nn
 
-from dlexp.config.model import ModelConfig
+from dlexp.config.model_base import ModelConfig
 from dlexp.config.transfer import FrozenBackboneConfig, GradualConfig, TransferConfig
 from dlexp.transfer.policy import FreezePolicy, GroupedOptimizer, frozen_stages
 from dlexp.transfer.sources import load_source

@@ -18,7 +18,8 @@ from dlexp.checkpoints import (
     model_state_dict,
     safe_load,
 )
-from dlexp.config.model import MODEL_SCHEMAS, ModelConfig
+from dlexp.config.model import MODEL_SCHEMAS
+from dlexp.config.model_base import ModelConfig
 from dlexp.config.transfer import TORCHVISION_PREFIX, PretrainedConfig, is_torchvision
 from dlexp.errors import ConfigError, InputError
 from dlexp.run_config import read_saved, resolve_checkpoint, run_dir_of
