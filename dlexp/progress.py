@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
 from dlexp.compat.lightning import DescribedRichProgressBar
+from dlexp.models.table import si_count
 
 
 class ProgressBar(DescribedRichProgressBar):
@@ -77,13 +78,6 @@ class ProgressBar(DescribedRichProgressBar):
             )
 
 
-def _count(n: int) -> str:
-    for unit, size in (("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return str(n)
-
-
 class LayerSummary(pl.Callback):
     """At the start of training, a table of ``pl_module.model``'s top-level layers:
     type, parameters, trainable parameters; then the totals in one line."""
@@ -104,12 +98,12 @@ class LayerSummary(pl.Callback):
                 continue  # an empty container (e.g. no auxiliary heads)
             total = sum(p.numel() for p in params)
             trainable = sum(p.numel() for p in params if p.requires_grad)
-            table.add_row(name, type(layer).__name__, _count(total), _count(trainable))
+            table.add_row(name, type(layer).__name__, si_count(total), si_count(trainable))
         total = sum(p.numel() for p in model.parameters())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         console = Console()
         console.print(table)
         console.print(
-            f"{_count(total)} parameters ({_count(trainable)} trainable), "
+            f"{si_count(total)} parameters ({si_count(trainable)} trainable), "
             f"{total * 4 / 1e6:.2f} MB in float32"
         )

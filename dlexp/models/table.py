@@ -71,7 +71,7 @@ def model_rows(args: list[str]) -> tuple[list[tuple[str, ...]], str]:
         shape, data_name = cfg.data.shape(), cfg.data.name
         stem = resolve_stem(cfg.model.stem_choice, shape.image_size) or "-"
         params, macs = count(cfg.model, shape)
-        rows.append((name, stem, f"{params:,}", _si(macs), "yes"))
+        rows.append((name, stem, f"{params:,}", si_count(macs), "yes"))
     title = "models"
     if shape is not None:
         s = shape.image_size
@@ -92,7 +92,8 @@ def count(model_cfg, shape) -> tuple[int, int]:
     return sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2
 
 
-def _si(n: int) -> str:
+def si_count(n: int) -> str:
+    """``n`` with an SI prefix: ``61.7 k``, ``2.0 M``."""
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
