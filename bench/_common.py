@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import importlib.util
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,25 @@ DATA_HELP = (
     f"(default: ${DATA_ENV})"
 )
 SOURCES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+
+
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """A bench's argument parser: its docstring's first line as the description, the rest
+    (what it measures, how to read its figures) as the epilog of ``--help``."""
+    return argparse.ArgumentParser(
+        description=doc.splitlines()[0],
+        epilog="\n".join(doc.splitlines()[2:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def run_dlexp(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m dlexp ARGS`` in a child process (see :func:`child_env`), run in ``cwd``;
+    raises if it fails, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "dlexp", *args],
+        check=True, capture_output=True, text=True, cwd=cwd, env=child_env(),
+    )  # fmt: skip
 
 
 def add_data_option(parser: argparse.ArgumentParser, help: str = DATA_HELP) -> None:

@@ -19,10 +19,9 @@ the rate at which training batches are served (the model's own cost is not inclu
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from _common import composed
+from _common import bench_parser, composed
 
 LEVELS = ("none", "basic", "standard", "strong")  # dlexp.data.augment.AUGMENT_LEVELS
 
@@ -36,11 +35,7 @@ def epoch_rate(dm) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[2:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--images", type=int, default=10_000, help="training images")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")

@@ -21,7 +21,6 @@ is not the expected one. Usage:
 
 from __future__ import annotations
 
-import argparse
 import re
 import statistics
 import subprocess
@@ -30,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import child_env
+from _common import bench_parser, child_env
 
 TARGET = 0.2
 BASELINE = "import pytorch_lightning"
@@ -72,11 +71,7 @@ def imported(args: list[str], cwd: Path, timeout: float) -> dict[str, float | No
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[2:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per command, at most")
     args = parser.parse_args()

@@ -29,13 +29,12 @@ links); all runs write into a temporary directory. Usage:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import tempfile
 import time
 from pathlib import Path
 
-from _common import add_data_option, composed, data_dir, linked_data_root, working_dir
+from _common import add_data_option, bench_parser, composed, data_dir, linked_data_root, working_dir
 
 
 def dlexp_epoch_seconds(root: Path, loader: str, epochs: int, augment: str, tmp: Path) -> float:
@@ -152,11 +151,7 @@ def torchvision_epoch_seconds(root: Path, epochs: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[2:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--epochs", type=int, default=2, help="fastest of this many epochs")
     parser.add_argument("--augment", default="none", help="augment level for both dlexp paths")
     add_data_option(parser)

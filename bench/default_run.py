@@ -10,7 +10,6 @@ temporary directory. Usage:
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -19,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import child_env
+from _common import bench_parser, child_env
 
 
 def run_once(overrides: list[str]) -> dict[str, float]:
@@ -52,11 +51,7 @@ def run_once(overrides: list[str]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[2:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     args, overrides = parser.parse_known_args()
     rows = []

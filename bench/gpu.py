@@ -31,7 +31,6 @@ directory. Usage:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -42,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import DATA_ENV, add_data_option, child_env, data_dir
+from _common import DATA_ENV, add_data_option, bench_parser, child_env, data_dir
 
 QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 VARIANTS = {
@@ -221,11 +220,7 @@ def time_to_94(cifar_root: Path, tmp: Path, dry: bool, timeout: float, extra: li
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[2:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     add_data_option(
         parser,
         "folder holding the official CIFAR-10 python files (DIR/cifar-10-batches-py), "

@@ -15,10 +15,11 @@ processes sharing the CPU do not inflate; ``--threads 0`` uses all cores and wal
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from typing import TYPE_CHECKING
+
+from _common import bench_parser
 
 if TYPE_CHECKING:
     import torch
@@ -92,11 +93,7 @@ def bench(name: str, seconds: float, min_rounds: int) -> tuple[str, int, float, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[2:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=8, help="timing budget per model")
     parser.add_argument("--min-rounds", type=int, default=4, help="timed steps per model, at least")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's)")

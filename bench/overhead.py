@@ -33,7 +33,6 @@ All runs write into a temporary directory. Usage:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -41,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import add_data_option, composed, data_dir, working_dir
+from _common import add_data_option, bench_parser, composed, data_dir, working_dir
 
 CLOCK = "+callbacks.clock._target_=_clock.EpochClock"
 COMMON = ["trainer.accelerator=cpu", "trainer.devices=1"]
@@ -235,11 +234,7 @@ def report(name: str, results: dict[str, list[dict[str, float]]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[2:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=3, help="per run; the first is a warm-up")
     parser.add_argument(

@@ -14,16 +14,14 @@ directory. Usage:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import add_data_option, child_env, data_dir, official_files
+from _common import add_data_option, bench_parser, data_dir, official_files, run_dlexp
 
 TARGET = 0.99
 
@@ -32,11 +30,10 @@ def run(source: Path, seed: int, extra: list[str], tmp: Path) -> dict:
     """One ``dlexp train +experiment=speedrun_mnist`` process; its figures."""
     run_dir = tmp / f"run{seed}"
     started = time.time()
-    subprocess.run(
-        [sys.executable, "-m", "dlexp", "train", "+experiment=speedrun_mnist",
-         f"data.root={source}", "data.download=false", f"seed={seed}", "logger=none",
-         "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", *extra],
-        check=True, capture_output=True, text=True, cwd=tmp, env=child_env(),
+    run_dlexp(
+        "train", "+experiment=speedrun_mnist", f"data.root={source}", "data.download=false",
+        f"seed={seed}", "logger=none", "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}", *extra, cwd=tmp,
     )  # fmt: skip
     wall = time.time() - started
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -52,11 +49,7 @@ def run(source: Path, seed: int, extra: list[str], tmp: Path) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[2:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     add_data_option(parser)
     parser.add_argument("--repeats", type=int, default=1, help="runs, with seeds 0, 1, ...")
     parser.add_argument("extra", nargs="*", help="overrides added to every run")

@@ -21,7 +21,6 @@ range (min..max), the spread due to this machine's noise; a median inside a rang
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -30,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import child_env
+from _common import bench_parser, child_env
 
 TINY = [
     "trainer.max_epochs=1",
@@ -77,11 +76,7 @@ def to_lightning_imported() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[2:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     args, overrides = parser.parse_known_args()
     to_lightning_imported()  # warm the file cache for both

@@ -18,7 +18,6 @@ Needs no data files; the sweep runs in a temporary directory. Usage:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import statistics
@@ -28,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import child_env
+from _common import bench_parser, child_env
 
 SHORT = [
     "trainer.max_epochs=1",
@@ -40,11 +39,7 @@ SHORT = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[2:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--jobs", type=int, default=8)
     args, overrides = parser.parse_known_args()
     seeds = ",".join(str(s) for s in range(args.jobs))

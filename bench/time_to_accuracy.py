@@ -19,10 +19,7 @@ links); ``--only digits`` needs none. Every run writes into a temporary director
 
 from __future__ import annotations
 
-import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,9 +27,10 @@ from pathlib import Path
 from _common import (
     SOURCES,
     add_data_option,
-    child_env,
+    bench_parser,
     data_dir,
     official_files,
+    run_dlexp,
 )
 
 # recipe overrides on top of the defaults (data.loader=memory, Adam, OneCycle to 0.005,
@@ -60,22 +58,20 @@ def run(overrides: list[str], tmp: Path) -> dict:
     """One ``python -m dlexp train`` process; wall seconds, epochs and test accuracy."""
     run_dir = tmp / "run"
     started = time.time()
-    subprocess.run(
-        [sys.executable, "-m", "dlexp", "train", f"hydra.run.dir={run_dir}",
-         "trainer.enable_progress_bar=false", *overrides],
-        check=True, capture_output=True, text=True, cwd=tmp, env=child_env(),
-    )  # fmt: skip
+    run_dlexp(
+        "train",
+        f"hydra.run.dir={run_dir}",
+        "trainer.enable_progress_bar=false",
+        *overrides,
+        cwd=tmp,
+    )
     wall = time.time() - started
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return {"wall": wall, "epochs": metrics["epochs"], "acc": metrics["test"]["test/acc"]}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[2:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--only", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     parser.add_argument("--fashion-epochs", type=int, default=30)
     add_data_option(parser)

@@ -21,15 +21,12 @@ temporary directory. Usage:
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from _common import add_data_option, child_env, data_dir, official_files
+from _common import add_data_option, bench_parser, data_dir, official_files, run_dlexp
 
 RECIPES = {  # dataset -> train overrides (LeNet-5, Adam, OneCycle, label smoothing 0.1)
     "digits": ["data=digits", "trainer.max_epochs=15"],
@@ -37,21 +34,14 @@ RECIPES = {  # dataset -> train overrides (LeNet-5, Adam, OneCycle, label smooth
 }
 
 
-def dlexp(*args: str, cwd: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "dlexp", *args],
-        check=True, capture_output=True, text=True, cwd=cwd, env=child_env(),
-    )  # fmt: skip
-
-
 def accuracies(train: list[str], modes: list[tuple[str, ...]], tmp: Path) -> list[float]:
     """Train once with ``train``; the test accuracy of each eval override set in ``modes``."""
     run_dir = tmp / "run"
     quiet = ["trainer.enable_progress_bar=false", "logger=none"]
-    dlexp("train", f"hydra.run.dir={run_dir}", *quiet, *train, cwd=tmp)
+    run_dlexp("train", f"hydra.run.dir={run_dir}", *quiet, *train, cwd=tmp)
     out = []
     for overrides in modes:
-        dlexp("eval", f"ckpt={run_dir}", *overrides, cwd=tmp)
+        run_dlexp("eval", f"ckpt={run_dir}", *overrides, cwd=tmp)
         result = json.loads((run_dir / "eval.json").read_text())
         assert result["test_tta"]["mirror"] is False, result["test_tta"]  # flip_ok false
         out.append(result["test"]["test/acc"])
@@ -59,11 +49,7 @@ def accuracies(train: list[str], modes: list[tuple[str, ...]], tmp: Path) -> lis
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[2:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--only", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--translate", nargs="+", type=int, default=[2], help="px, flip_translate")
