@@ -32,6 +32,10 @@ commands:
                       top-k classes of PNG/JPEG images, printed and written as CSV
   models [overrides]  the registered models: parameters, MACs and input support for the data
   report PATHS        summary tables, seed groups and plots of a sweep dir or run dirs
+  inspect <run dir|.ckpt> [out=<dir>]
+                      what the layers learned: first-layer filters, feature maps (PNGs)
+  inspect activations [out=<png>]
+                      every activation option and its derivative on one figure
   resume-sweep DIR    finish an interrupted sweep: keep completed jobs, resume the others
   help                show this message
   -V, --version       show dlexp's version
@@ -115,5 +119,6 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "predict": _lazy("dlexp.predict", "predict_command"),
     "models": _lazy("dlexp.models.table", "models_command"),
     "report": _lazy("dlexp.reports.command", "report_command"),
+    "inspect": _lazy("dlexp.inspect.command", "inspect_command"),
     "resume-sweep": _lazy("dlexp.train_command", "resume_sweep_command"),
 }

@@ -30,6 +30,7 @@ from dlexp.data import build_datamodule
 from dlexp.distributed import job_scope
 from dlexp.errors import InputError, RunDiverged, RunInterrupted, TrainingError
 from dlexp.guards import DivergenceGuard, InterruptCheckpoint, InterruptHandler, RngStateCheckpoint
+from dlexp.inspect.callbacks import LayerPictures, fixed_images
 from dlexp.io import atomic_write_text, remove_stale_temps
 from dlexp.loggers import SampleImages, build_loggers, log_final_hparams
 from dlexp.loss import ClassificationLoss
@@ -107,6 +108,7 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
         DivergenceGuard(every=cfg.trainer.log_every_n_steps),
         history,
         ConfusionMatrixReport(run_dir, datamodule.class_names),
+        LayerPictures(run_dir, fixed_images(datamodule.test_split)),
         InterruptCheckpoint(run_dir / "checkpoints" / "interrupted.ckpt", interrupts),
     ]
     if plan.checkpoint is None:

@@ -27,4 +27,17 @@ class EarlyStoppingConfig:
     verbose: bool = False
 
 
-CALLBACK_SCHEMAS: dict[str, type] = {"early_stopping": EarlyStoppingConfig}
+@dataclass
+class GradientFlowConfig:
+    """``callbacks.gradient_flow``: the mean |gradient| of each convolution's and linear
+    layer's weights over the first ``epochs`` epochs, into ``<run dir>/gradient_flow.json``
+    (plotted by ``dlexp report``)."""
+
+    _target_: str = "dlexp.inspect.gradient_flow.GradientFlow"
+    epochs: int = param(1, ge=1)
+
+
+CALLBACK_SCHEMAS: dict[str, type] = {
+    "early_stopping": EarlyStoppingConfig,
+    "gradient_flow": GradientFlowConfig,
+}

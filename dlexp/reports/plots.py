@@ -69,6 +69,33 @@ def final_metric(groups, metric: str, path: Path) -> Path:
     return _save(fig, path)
 
 
+def gradient_flow(groups, path: Path) -> Path | None:
+    """Mean |grad| per layer over the first epoch (log scale), one line per configuration
+    (mean over its seeds); None when no run recorded it (``callbacks=gradient_flow``)."""
+    lines = []
+    for g in groups:
+        flows = [r.gradient_flow for r in g.completed() if r.gradient_flow]
+        if flows:
+            layers = list(flows[0])
+            means = [sum(f.get(k, math.nan) for f in flows) / len(flows) for k in layers]
+            lines.append((g.label, layers, means))
+    if not lines:
+        return None
+    layers = max((layers for _, layers, _ in lines), key=len)
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(layers) + 2), 4.5))
+    for label, names, means in lines:
+        ax.plot([layers.index(n) for n in names], means, marker="o", label=label)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(layers)), layers, rotation=30, ha="right", fontsize=8)
+    ax.set_xlabel("layer (input → output)")
+    ax.set_ylabel("mean |gradient| of the weights")
+    ax.set_title("Gradient flow over the first epoch (mean over seeds)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def heatmap(groups, factors: list[str], metric: str, path: Path) -> Path:
     """Mean ``metric`` over a two-factor grid."""
     rows = sorted({g.factors[factors[0]] for g in groups}, key=_natural)

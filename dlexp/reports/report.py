@@ -2,8 +2,8 @@
 
 Replicates (runs that differ only in ``seed``) are grouped into mean ± std (and n).
 Writes into the output dir: ``summary.csv``/``summary.md`` (one row per run), ``groups.csv``,
-``learning_curves.png``, ``final_metric.png``, ``heatmap.png`` (for a two-factor grid) and
-``report.md`` embedding them.
+``learning_curves.png``, ``final_metric.png``, ``heatmap.png`` (for a two-factor grid),
+``gradient_flow.png`` (for runs that recorded it) and ``report.md`` embedding them.
 """
 
 from __future__ import annotations
@@ -121,6 +121,7 @@ def build_report(
     images = [
         plots.learning_curves(groups, out_dir / "learning_curves.png"),
         plots.final_metric(groups, metric, out_dir / "final_metric.png"),
+        plots.gradient_flow(groups, out_dir / "gradient_flow.png"),
     ]
     if len(factors) == 2:
         images.append(plots.heatmap(groups, factors, metric, out_dir / "heatmap.png"))

@@ -26,6 +26,8 @@ class Run:
     metrics: dict[str, Any]
     overrides: dict[str, str]
     epochs: list[dict[str, float]] = field(default_factory=list)
+    # layer name -> mean |grad| over the first epoch(s) (``gradient_flow.json``), input first
+    gradient_flow: dict[str, float] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -83,7 +85,9 @@ def read_run(path: Path) -> Run:
     if overrides is None:
         overrides = _hydra_overrides(path)
     epochs = _read_epochs(path / "epochs.csv") if (path / "epochs.csv").is_file() else []
-    return Run(path, metrics, parse_overrides(overrides), epochs)
+    flow = path / "gradient_flow.json"
+    gradients = _read_gradient_flow(flow) if flow.is_file() else {}
+    return Run(path, metrics, parse_overrides(overrides), epochs, gradients)
 
 
 # The fields of metrics.json a report reads, and the JSON types each may have.
@@ -142,6 +146,18 @@ def _read_epochs(file: Path) -> list[dict[str, float]]:
         if "epoch" not in epochs[-1] or not math.isfinite(epochs[-1]["epoch"]):
             raise InputError(f"{file}: line {line}: no epoch number")
     return epochs
+
+
+def _read_gradient_flow(file: Path) -> dict[str, float]:
+    """``gradient_flow.json`` (:class:`dlexp.inspect.gradient_flow.GradientFlow`) as
+    ``{layer: mean |grad|}``; a file of another shape is an :class:`InputError`."""
+    try:
+        layers = json.loads(file.read_text(encoding="utf-8")).get("layers")
+        flow = {layer["name"]: float(layer["mean_abs_grad"]) for layer in layers}
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError, TypeError,
+            ValueError) as exc:  # fmt: skip
+        raise InputError(f"{file}: not a dlexp gradient_flow.json ({exc})") from None
+    return flow
 
 
 def _hydra_overrides(path: Path) -> list[str]:
