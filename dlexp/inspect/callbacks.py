@@ -31,14 +31,21 @@ def fixed_images(split, count: int = IMAGES) -> torch.Tensor:
     return images[sorted(picked)]
 
 
+def gray_or_rgb(grid: torch.Tensor) -> torch.Tensor:
+    """A ``(3, H, W)`` grid as ``(1, H, W)`` when its channels are equal (gray images)."""
+    return grid[:1] if torch.equal(grid[0], grid[1]) and torch.equal(grid[0], grid[2]) else grid
+
+
 def png_bytes(grid: torch.Tensor) -> bytes:
-    """A ``(3, H, W)`` grid in [0, 1] as PNG, each value rounded to 8 bits (as
-    ``torchvision.utils.save_image``)."""
+    """A ``(3, H, W)`` grid in [0, 1] as PNG (gray when its channels are equal), each value
+    rounded to 8 bits (as ``torchvision.utils.save_image``)."""
     from PIL import Image
 
-    pixels = grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    pixels = gray_or_rgb(grid).mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="png")
+    Image.fromarray(pixels[0] if len(pixels) == 1 else pixels.transpose(1, 2, 0)).save(
+        buffer, format="png"
+    )
     return buffer.getvalue()
 
 
@@ -55,7 +62,9 @@ def log_pictures(pictures: Pictures, loggers, step: int) -> None:
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             for name, image in pictures.named().items():
-                logger.experiment.add_image(f"{LAYERS_FOLDER}/{name}", image, global_step=step)
+                logger.experiment.add_image(
+                    f"{LAYERS_FOLDER}/{name}", gray_or_rgb(image), global_step=step
+                )
 
 
 class LayerPictures(pl.Callback):
