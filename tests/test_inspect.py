@@ -211,7 +211,7 @@ def test_inspect_activations_writes_one_figure_and_prints_its_path(tmp_path, cap
     assert run_inprocess("inspect", "activations", cwd=tmp_path) == 0
     path = tmp_path / "outputs" / "activations.png"
     assert capsys.readouterr().out.strip() == f"wrote {Path('outputs') / 'activations.png'}"
-    assert pixels(path).shape == (450, 1100, 3)  # 11 x 4.5 in at 100 dpi
+    assert pixels(path).shape == (360, 880, 3)  # 11 x 4.5 in at 80 dpi
 
 
 # -- gradient flow (callbacks=gradient_flow, the activations experiment) ------------------------

@@ -12,6 +12,8 @@ from dlexp.io import atomic_write_bytes
 
 RANGE = (-5.0, 5.0)  # the inputs plotted
 POINTS = 801
+# the curves that coincide for x > 0 (relu, leaky_relu, elu) stay apart by their dashes
+DASHES = {"leaky_relu": "--", "elu": "-."}
 
 
 def activation_curves(x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -34,11 +36,12 @@ def activations_figure(path: Path) -> Path:
     from matplotlib.figure import Figure
 
     x = torch.linspace(*RANGE, POINTS, dtype=torch.float64)
-    fig = Figure(figsize=(11, 4.5), dpi=100)
+    fig = Figure(figsize=(11, 4.5), dpi=80)
     left, right = fig.subplots(1, 2)
     for name, (y, slope) in activation_curves(x).items():
-        left.plot(x, y, label=name, linewidth=1.5)
-        right.plot(x, slope, label=name, linewidth=1.5)
+        style = {"label": name, "linewidth": 1.8, "linestyle": DASHES.get(name, "-")}
+        left.plot(x, y, **style)
+        right.plot(x, slope, **style)
     left.set(title="activation f(x)", xlabel="x", ylim=(-1.5, 3))
     right.set(title="derivative f'(x) (autograd)", xlabel="x", ylim=(-0.2, 1.3))
     right.axhline(0.25, color="gray", linestyle=":", linewidth=1)

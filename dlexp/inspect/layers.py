@@ -105,8 +105,8 @@ def layer_pictures(model: nn.Module, input_transform: nn.Module, images: torch.T
     was_training = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
-        x = input_transform(images.to(device))
+        weight = next(model.parameters())  # (its device and dtype: 64-true, bf16-true ...)
+        x = input_transform(images.to(weight.device)).to(weight.dtype)
         outputs = stage_outputs(model.backbone, x)
     finally:
         model.train(was_training)
