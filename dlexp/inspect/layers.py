@@ -59,9 +59,13 @@ def grid(tiles: torch.Tensor, nrow: int) -> torch.Tensor:
 
 
 def first_layer(model: nn.Module) -> tuple[str, nn.Module]:
-    """The model's first convolution or linear layer (the one that sees the pixels)."""
+    """The model's first layer that sees the pixels: a linear layer, or one with a 4-d
+    ``weight`` (a convolution, or SpeedNet's patch whitening, whose filters are buffers)."""
     for name, module in model.named_modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
+        weight = getattr(module, "weight", None)
+        if isinstance(module, nn.Linear) or (
+            isinstance(weight, torch.Tensor) and weight.dim() == 4
+        ):
             return name, module
     raise ValueError("the model has no convolution or linear layer")
 
@@ -97,19 +101,21 @@ def stage_outputs(backbone: nn.Module, x: torch.Tensor) -> dict[str, torch.Tenso
 def layer_pictures(model: nn.Module, input_transform: nn.Module, images: torch.Tensor) -> Pictures:
     """The pictures of a :class:`~dlexp.models.Classifier` on uint8 ``images`` (N, C, H, W).
 
-    The model is put in eval mode for the forward pass and back in its mode afterwards.
+    The model is put in eval mode for the forward pass, and each module back in its mode
+    afterwards.
     """
     in_channels, image_size = images.shape[1], images.shape[-1]
     name, layer = first_layer(model)
     filters = filter_tiles(layer, in_channels, image_size)
-    was_training = model.training
+    modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
         weight = next(model.parameters())  # (its device and dtype: 64-true, bf16-true ...)
         x = input_transform(images.to(weight.device)).to(weight.dtype)
         outputs = stage_outputs(model.backbone, x)
     finally:
-        model.train(was_training)
+        for module, training in modes.items():  # (a frozen stage may stay in eval mode)
+            module.training = training
     inputs = images.float() / 255 if images.dtype == torch.uint8 else images.float()
     maps = {}
     for stage, out in outputs.items():
