@@ -276,3 +276,11 @@ def test_report_plots_the_gradient_flow_of_runs_that_have_it(flows, tmp_path, ca
     assert run_inprocess("report", str(flows), cwd=tmp_path) == 0
     assert pixels(flows / "gradient_flow.png").shape[2] == 3
     assert "![gradient_flow](gradient_flow.png)" in (flows / "report.md").read_text()
+
+
+def test_gradient_flow_epochs_out_of_range_is_bad_input(tmp_path, capsys):
+    args = ["callbacks=gradient_flow", "callbacks.gradient_flow.epochs=0"]
+    assert run_inprocess("train", *QUICK, *args, cwd=tmp_path) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == ["error: dlexp train: callbacks.gradient_flow.epochs=0: must be >= 1"]
+    assert list(tmp_path.iterdir()) == []

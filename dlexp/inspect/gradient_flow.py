@@ -30,11 +30,11 @@ def weighted_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 class GradientFlow(pl.Callback):
     """Mean |grad| of each layer's weights, averaged over the optimizer steps of the first
-    ``epochs`` epochs, written to ``<run dir>/gradient_flow.json`` as ``{"steps", "epochs",
-    "layers": [{"name", "mean_abs_grad"}, ...]}`` (input to output).
+    ``epochs`` epochs, written to ``<run dir>/gradient_flow.json`` as ``{"epochs", "steps",
+    "layers": [{"name", "mean_abs_grad"}, ...]}`` (input to output) after each of them.
 
     Read before each optimizer step (after AMP's unscaling, before gradient clipping); the
-    sums stay on the device until the last recorded epoch ends.
+    sums stay on the device until the epoch ends.
     """
 
     def __init__(self, epochs: int = 1) -> None:
@@ -59,15 +59,17 @@ class GradientFlow(pl.Callback):
         self.steps += 1
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.current_epoch + 1 != self.epochs or self.sums is None:
+        if trainer.current_epoch >= self.epochs or self.sums is None:
             return
         if trainer.is_global_zero:  # gradients are already averaged over DDP processes
-            self.write(Path(trainer.default_root_dir) / FILE)
+            self.write(Path(trainer.default_root_dir) / FILE, trainer.current_epoch + 1)
 
-    def write(self, path: Path) -> Path:
+    def write(self, path: Path, epochs: int) -> Path:
+        """The means over the ``epochs`` recorded so far (a run shorter than ``epochs``
+        keeps those of all its epochs)."""
         means = (self.sums / self.steps).tolist()
         record = {
-            "epochs": self.epochs,
+            "epochs": epochs,
             "steps": self.steps,
             "layers": [
                 {"name": name, "mean_abs_grad": value}
