@@ -284,3 +284,25 @@ def test_gradient_flow_epochs_out_of_range_is_bad_input(tmp_path, capsys):
     error = capsys.readouterr().err.strip().splitlines()
     assert error == ["error: dlexp train: callbacks.gradient_flow.epochs=0: must be >= 1"]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("model", "first"),
+    [
+        ("alexnet", "backbone.conv1.0"),
+        ("vgg11", "backbone.block1.0"),
+        ("googlenet", "backbone.stem.0.conv"),
+        ("resnet18", "backbone.stem.0"),
+        ("speednet", "backbone.whiten.0"),  # its patch-whitening filters (buffers)
+    ],
+)
+def test_every_zoo_family_gets_its_filters_and_maps(model, first):
+    net = model_of(f"model={model}")
+    images = torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8)
+    pictures = layer_pictures(net, to_unit, images)
+    assert pictures.filters_of == first
+    assert pictures.feature_maps  # every family has stages of maps
+    for name, grid in pictures.feature_maps.items():  # square tiles: 4 rows (an image each)
+        height, width = grid.shape[1] - PAD, grid.shape[2] - PAD  # of 1 to 16 channels
+        assert height % 4 == 0 and width % (height // 4) == 0, name
+        assert 1 <= width // (height // 4) <= 16, name

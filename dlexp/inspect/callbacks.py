@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -12,6 +13,8 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from dlexp.inspect import LAYERS_FOLDER
 from dlexp.inspect.layers import Pictures, layer_pictures
 from dlexp.io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 IMAGES = 4  # the fixed test images whose feature maps are drawn
 
@@ -79,6 +82,10 @@ class LayerPictures(pl.Callback):
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        pictures = layer_pictures(pl_module.model, pl_module.input_transform, self.images)
+        try:
+            pictures = layer_pictures(pl_module.model, pl_module.input_transform, self.images)
+        except Exception as exc:  # a model of another shape: the run's result stands
+            log.warning("no layer pictures for this model: %s: %s", type(exc).__name__, exc)
+            return
         write_pictures(pictures, self.folder)
         log_pictures(pictures, trainer.loggers, trainer.global_step)
