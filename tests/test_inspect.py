@@ -306,3 +306,16 @@ def test_every_zoo_family_gets_its_filters_and_maps(model, first):
         height, width = grid.shape[1] - PAD, grid.shape[2] - PAD  # of 1 to 16 channels
         assert height % 4 == 0 and width % (height // 4) == 0, name
         assert 1 <= width // (height // 4) <= 16, name
+
+
+def test_a_model_without_pictures_leaves_a_warning_not_a_failed_run(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from dlexp.inspect.callbacks import LayerPictures
+
+    callback = LayerPictures(tmp_path, torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
+    trainer = SimpleNamespace(is_global_zero=True, loggers=[], global_step=0)
+    module = SimpleNamespace(model=torch.nn.Identity(), input_transform=to_unit)
+    callback.on_test_end(trainer, module)
+    assert "no layer pictures for this model: ValueError" in caplog.text
+    assert list(tmp_path.iterdir()) == []
