@@ -121,7 +121,6 @@ def test_a_diverged_run_stops_within_log_every_n_steps_naming_the_first_bad_step
 
 def test_a_callback_group_calls_each_hook_on_its_implementers_in_order():
     import pytorch_lightning as pl
-
     from pytorch_lightning.callbacks import ModelSummary, Timer
 
     from dlexp.callbacks import CallbackGroup
