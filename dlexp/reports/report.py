@@ -57,7 +57,7 @@ class Group:
 
 
 def group_runs(runs: list[Run]) -> tuple[list[str], list[Group]]:
-    """The factors of the sweep (varying keys but the replicate keys) and the runs grouped by them."""
+    """The factors of the sweep (varying keys but seed and fold) and the runs grouped by them."""
     factors = [k for k in varying_keys(runs) if k not in REPLICATE_KEYS]
     groups: dict[tuple, Group] = {}
     for run in runs:
