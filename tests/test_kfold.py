@@ -126,6 +126,8 @@ def test_fold_all_sweeps_every_fold_and_the_report_averages_over_them(tmp_path):
     assert run_inprocess("train", *args, cwd=tmp_path) == 0
     records = [read_metrics(sweep / str(job)) for job in range(3)]
     assert not (sweep / "3").exists()
+    task = (sweep / "multirun.yaml").read_text()  # what dlexp resume-sweep runs again
+    assert "- data.fold=0,1,2\n" in task and "data.fold=all" not in task
     folds = [[o for o in r["overrides"] if o.startswith("data.fold")] for r in records]
     assert folds == [["data.folds=3", f"data.fold={i}"] for i in range(3)]
     assert sum(r["data"]["val"] for r in records) == 1527  # every image of the split validated
