@@ -24,6 +24,7 @@ from dlexp.callbacks import (
     stop_record,
 )
 from dlexp.config import Config, to_yaml
+from dlexp.config.data import DataShape
 from dlexp.config.scheduler import scheduler_factory
 from dlexp.console import set_verbose
 from dlexp.data import build_datamodule
@@ -42,6 +43,7 @@ from dlexp.resized_schedule import ResizedSchedule
 from dlexp.resume import ResumePlan, plan_resume
 from dlexp.resume_contract import resume_changes
 from dlexp.run_config import inside
+from dlexp.throughput import TrainingThroughput, macs_per_image
 from dlexp.trainer import build_trainer
 from dlexp.transfer.setup import prepare_transfer
 from dlexp.tta import build_tta, tta_record
@@ -103,9 +105,11 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
     resume_step = plan.global_step if plan.checkpoint else None
     loggers = build_loggers(cfg.logger, run_dir, resume_step=resume_step)
     callbacks = build_callbacks(cfg.callbacks, run_dir, with_logger=bool(loggers))
+    throughput = TrainingThroughput()
     own = [  # the guard first: a diverged epoch ends before anything records it
         DivergenceGuard(every=cfg.trainer.log_every_n_steps),
         history,
+        throughput,
         ConfusionMatrixReport(run_dir, datamodule.class_names),
         InterruptCheckpoint(run_dir / "checkpoints" / "interrupted.ckpt", interrupts),
     ]
@@ -134,9 +138,11 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
             {"at_epoch": plan.epoch, "changed": changes},
         ]
         record.data["resumes"] = resumes
+    shape = DataShape(datamodule.in_channels, datamodule.image_size, datamodule.num_classes)
     running = dict(
         status="running",
         num_params=sum(p.numel() for p in model.parameters()),
+        macs_per_image=macs_per_image(cfg.model, shape),
         data={
             "train": len(datamodule.train_split),
             "val": len(datamodule.val_split),
@@ -208,6 +214,7 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
             test_tta=tta_record(cfg.test, cfg.data.flip_ok),
             best_checkpoint=inside(best_path, run_dir),
             first_step_at=history.first_step_at,
+            throughput=throughput.record(),
         )
     log_final_hparams(loggers, cfg, record.data)
     return record.data
