@@ -109,6 +109,7 @@ def _fake_run(path: Path, model: str, macs, params: int, acc: float) -> None:
         "wall_seconds": 1.0,
     }
     (path / "metrics.json").write_text(json.dumps(record))
+    (path / "epochs.csv").write_text(f"epoch,val/acc\n1,{acc}\n")
 
 
 def test_a_sweep_of_equal_cost_gets_no_architecture_chart(tmp_path):
