@@ -24,7 +24,6 @@ from dlexp.callbacks import (
     stop_record,
 )
 from dlexp.config import Config, to_yaml
-from dlexp.config.data import DataShape
 from dlexp.config.scheduler import scheduler_factory
 from dlexp.console import set_verbose
 from dlexp.data import build_datamodule
@@ -138,11 +137,9 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
             {"at_epoch": plan.epoch, "changed": changes},
         ]
         record.data["resumes"] = resumes
-    shape = DataShape(datamodule.in_channels, datamodule.image_size, datamodule.num_classes)
     running = dict(
         status="running",
         num_params=sum(p.numel() for p in model.parameters()),
-        macs_per_image=macs_per_image(cfg.model, shape),
         data={
             "train": len(datamodule.train_split),
             "val": len(datamodule.val_split),
@@ -215,6 +212,7 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
             best_checkpoint=inside(best_path, run_dir),
             first_step_at=history.first_step_at,
             throughput=throughput.record(),
+            macs_per_image=macs_per_image(cfg.model, datamodule),  # (here: not in the startup)
         )
     log_final_hparams(loggers, cfg, record.data)
     return record.data
