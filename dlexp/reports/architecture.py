@@ -88,6 +88,7 @@ def architecture_points(groups, metric: str) -> list[ArchPoint]:
 def bubble_figure(points: list[ArchPoint], metric: str):
     """The chart as a matplotlib Figure: ``metric`` against MACs, marker area ∝ parameters."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import EngFormatter
 
     from dlexp.models.table import si_count
 
@@ -103,6 +104,7 @@ def bubble_figure(points: list[ArchPoint], metric: str):
         ax.annotate(text, (p.macs, p.mean), xytext=(8, 6), textcoords="offset points", fontsize=8)
     if max(x) > 10 * max(min(x), 1):
         ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(EngFormatter())  # 250 k, 31 M
     ax.margins(x=0.25, y=0.2)
     ax.set_xlabel("multiply-accumulates per image (MACs)")
     ax.set_ylabel(f"{metric} (mean ± std over seeds)")
