@@ -29,7 +29,7 @@ from dlexp.console import set_verbose
 from dlexp.data import build_datamodule
 from dlexp.distributed import job_scope
 from dlexp.errors import InputError, RunDiverged, RunInterrupted, TrainingError
-from dlexp.guards import DivergenceGuard, InterruptCheckpoint, InterruptHandler, RngStateCheckpoint
+from dlexp.guards import DivergenceGuard, InterruptCheckpoint, InterruptHandler
 from dlexp.io import atomic_write_text, remove_stale_temps
 from dlexp.loggers import SampleImages, build_loggers, log_final_hparams
 from dlexp.loss import ClassificationLoss
@@ -103,7 +103,7 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
     interrupts = InterruptHandler()
     resume_step = plan.global_step if plan.checkpoint else None
     loggers = build_loggers(cfg.logger, run_dir, resume_step=resume_step)
-    callbacks = build_callbacks(cfg.callbacks, run_dir, with_logger=bool(loggers))
+    configured = build_callbacks(cfg.callbacks, run_dir, with_logger=bool(loggers))
     throughput = TrainingThroughput()
     own = [  # the guard first: a diverged epoch ends before anything records it
         DivergenceGuard(every=cfg.trainer.log_every_n_steps),
@@ -116,9 +116,10 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
         own.append(SampleImages())
     if cfg.trainer.enable_model_summary and not cfg.verbose:
         own.append(LayerSummary())  # (verbose: Lightning's summary of every submodule)
-    callbacks += [CallbackGroup(own), RngStateCheckpoint(), *transfer.callbacks]
+    others = [*configured, *transfer.callbacks]
     if plan.checkpoint is not None and "trainer.max_epochs" in changes:
-        callbacks.append(ResizedSchedule())
+        others.append(ResizedSchedule())
+    callbacks = CallbackGroup.gather(own, others)  # one Lightning call per hook for most
     trainer = build_trainer(
         cfg.trainer,
         callbacks=callbacks,

@@ -67,6 +67,7 @@ def train_command(args: list[str]) -> int:
         config_name=parsed.config_name or "config",
         writes=not parsed.cfg,
     )
+    args = [checked.expanded.get(a, a) for a in args]  # data.fold=all: every fold
     if parsed.cfg:  # print the composed config, run nothing
         _run_hydra(args, lambda cfg: None)
         return EXIT_OK

@@ -21,6 +21,9 @@ Every job is checked before anything is created: bad input is one line and exit 
   --hydra-help    Hydra's own flags (launchers, sweepers, shell completion)
   resume=<dir>    continue a run in its own directory
   overwrite=true  train into a directory that is not empty (its contents go to attempts/<n>/)
+  -m data.folds=5 data.fold=all
+                  k-fold cross-validation: one job per fold, each validated on its fold
+                  (dlexp report: mean ± std over the folds)
 
 Keys and defaults of each group: dlexp/config/<group>.py, or --cfg job.
 """

@@ -40,6 +40,16 @@ BAD_TRAIN_LINES = [
     (["optimizer=adagrad"], "optimizer=adagrad: no such option in group 'optimizer'"),
     (["seed=[1"], "seed=[1: cannot parse this override"),
     (["model.dropout=0,0.5"], "a list of values is a sweep; add -m/--multirun"),
+    # k-fold cross-validation
+    (["data.fold=1"], "data.fold=1: needs data.folds=<k>, the number of folds"),
+    (["data.folds=1", "data.fold=0"], "data.folds=1: must be >= 2"),
+    (["data.folds=5"], "data.folds=5: needs data.fold=<0..4>, the fold to validate on"),
+    (["data.folds=5", "data.fold=5"], "data.fold=5: must be < data.folds=5: 0 to 4"),
+    (["data.folds=5", "data.fold=-1"], "data.fold=-1: must be >= 0"),
+    (["data.folds=5", "data.fold=all"], "data.fold=all: is one job per fold: add -m/--multirun"),
+    (["-m", "data.fold=all"], "data.fold=all: needs data.folds=<k>, one number of folds for"),
+    (["-m", "data.folds=3,5", "data.fold=all"], "data.fold=all: needs data.folds=<k>"),
+    (["-m", "data.folds=3", "data.fold=1,3"], "data.fold=3: must be < data.folds=3: 0 to 2"),
     (["+seed=3"], "+seed: the key exists already"),
     (["trainer.precision=8"], "trainer.precision=8: must be one of: 32"),
     (

@@ -195,6 +195,10 @@ def probe(tmp_path: Path, *args: str) -> tuple[int, list[str], str]:
         (["train", "-m", "+experiment=batchnorm", "data=cifar10", "data.root={tmp}/none",
           "data.download=false"], 2, "CIFAR10 not found in {tmp}/none/cifar-10-batches-py"),
         (["eval", "ckpt={tmp}/none"], 2, "ckpt={tmp}/none: no such file or directory"),
+        (["train", "-m", "data.folds=3", "data.fold=all", "model.dropout=2"], 2,
+         "model.dropout=2: must be a rate in [0, 1)"),
+        (["train", "-m", "data.folds=3", "data.fold=all", "data.folds=1"], 2,
+         "data.folds=1: must be >= 2"),
     ],
 )  # fmt: skip
 def test_help_print_and_config_errors_import_neither_torch_nor_lightning(

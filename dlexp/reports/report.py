@@ -1,6 +1,7 @@
 """``dlexp report``: the answer of a sweep as tables and plots, readable without TensorBoard.
 
-Replicates (runs that differ only in ``seed``) are grouped into mean ± std (and n).
+Replicates (runs that differ only in ``seed`` and ``data.fold``: seeds, cross-validation
+folds, or folds x seeds) are grouped into mean ± std (and n).
 Writes into the output dir: ``summary.csv``/``summary.md`` (one row per run), ``groups.csv``,
 ``learning_curves.png``, ``final_metric.png``, ``heatmap.png`` (for a two-factor grid),
 ``architectures.png``/``.csv`` (for configurations of different cost: see
@@ -21,12 +22,12 @@ from dlexp.reports.architecture import write_architecture_report
 from dlexp.reports.runs import Run, find_runs, varying_keys
 from dlexp.reports.summary import METRIC_COLUMNS, markdown_table, print_table, write_summary
 
-REPLICATE_KEYS = ("seed",)
+REPLICATE_KEYS = ("seed", "data.fold")  # replicates: mean ± std over them
 
 
 @dataclass
 class Group:
-    """Runs of one configuration (all factors equal but the seed)."""
+    """Runs of one configuration (all factors equal but the seed and the fold)."""
 
     factors: dict[str, str]
     runs: list[Run]
@@ -58,7 +59,7 @@ class Group:
 
 
 def group_runs(runs: list[Run]) -> tuple[list[str], list[Group]]:
-    """The factors of the sweep (varying keys but the seed) and the runs grouped by them."""
+    """The factors of the sweep (varying keys but seed and fold) and the runs grouped by them."""
     factors = [k for k in varying_keys(runs) if k not in REPLICATE_KEYS]
     groups: dict[tuple, Group] = {}
     for run in runs:
@@ -139,7 +140,7 @@ def build_report(
     if best is not None:
         mean, std, n = best.stats(metric)
         lines += ["", f"**Best {metric}: {best.label}** — {mean:.4f} ± {std:.4f} (n={n})."]
-    lines += ["", "## Configurations (mean ± std over seeds)", "", markdown_table(table)]
+    lines += ["", "## Configurations (mean ± std over seeds and folds)", "", markdown_table(table)]
     lines += [
         "val/* at the best epoch, test/* of its checkpoint, train/* at the last epoch;"
         " gap = train/acc - val/acc at the last epoch"
