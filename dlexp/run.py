@@ -42,6 +42,7 @@ from dlexp.resized_schedule import ResizedSchedule
 from dlexp.resume import ResumePlan, plan_resume
 from dlexp.resume_contract import resume_changes
 from dlexp.run_config import inside
+from dlexp.throughput import TrainingThroughput, macs_per_image
 from dlexp.trainer import build_trainer
 from dlexp.transfer.setup import prepare_transfer
 from dlexp.tta import build_tta, tta_record
@@ -103,9 +104,11 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
     resume_step = plan.global_step if plan.checkpoint else None
     loggers = build_loggers(cfg.logger, run_dir, resume_step=resume_step)
     configured = build_callbacks(cfg.callbacks, run_dir, with_logger=bool(loggers))
+    throughput = TrainingThroughput()
     own = [  # the guard first: a diverged epoch ends before anything records it
         DivergenceGuard(every=cfg.trainer.log_every_n_steps),
         history,
+        throughput,
         ConfusionMatrixReport(run_dir, datamodule.class_names),
         InterruptCheckpoint(run_dir / "checkpoints" / "interrupted.ckpt", interrupts),
     ]
@@ -209,6 +212,8 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
             test_tta=tta_record(cfg.test, cfg.data.flip_ok),
             best_checkpoint=inside(best_path, run_dir),
             first_step_at=history.first_step_at,
+            throughput=throughput.record(),
+            macs_per_image=macs_per_image(cfg.model, datamodule),  # (here: not in the startup)
         )
     log_final_hparams(loggers, cfg, record.data)
     return record.data

@@ -3,8 +3,9 @@
 Replicates (runs that differ only in ``seed`` and ``data.fold``: seeds, cross-validation
 folds, or folds x seeds) are grouped into mean ± std (and n).
 Writes into the output dir: ``summary.csv``/``summary.md`` (one row per run), ``groups.csv``,
-``learning_curves.png``, ``final_metric.png``, ``heatmap.png`` (for a two-factor grid) and
-``report.md`` embedding them.
+``learning_curves.png``, ``final_metric.png``, ``heatmap.png`` (for a two-factor grid),
+``architectures.png``/``.csv`` (for configurations of different cost: see
+:mod:`dlexp.reports.architecture`) and ``report.md`` embedding them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlexp.io import atomic_write_text
+from dlexp.reports.architecture import write_architecture_report
 from dlexp.reports.runs import Run, find_runs, varying_keys
 from dlexp.reports.summary import METRIC_COLUMNS, markdown_table, print_table, write_summary
 
@@ -150,5 +152,6 @@ def build_report(
         + "\n"
     ]
     lines += [f"![{p.stem}]({p.name})\n" for p in images if p is not None]
+    lines += write_architecture_report(groups, metric, out_dir)  # when the sweep's costs differ
     lines += ["## Runs", "", markdown_table(rows)]
     return atomic_write_text(out_dir / "report.md", "\n".join(lines))
