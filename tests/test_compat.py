@@ -450,3 +450,22 @@ def test_ddp_strategy_takes_its_launcher_from_make_launcher(tmp_path):
     )
     assert len(made) == 1 and trainer.strategy.launcher is made[0]
     assert made[0].cluster_environment is not None and made[0].num_processes == 2
+
+
+def test_running_trial_is_the_live_trial_of_that_number(tmp_path):
+    """dlexp.compat.optuna.running_trial: a job's reports land on its own trial."""
+    import optuna
+
+    from dlexp.compat.optuna import running_trial
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", study_name="s")
+    first, second = study.ask(), study.ask()
+    reopened = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
+    again = running_trial(reopened, 1)
+    assert isinstance(again, optuna.trial.Trial) and again.number == second.number == 1
+    again.report(0.25, step=1)
+    study.tell(first, 0.5)
+    assert study.trials[1].intermediate_values == {1: 0.25}
+    assert study.trials[0].intermediate_values == {}
+    with pytest.raises(LookupError):
+        running_trial(study, 7)

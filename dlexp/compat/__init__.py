@@ -2,6 +2,6 @@
 
 Everything dlexp uses from a library beyond its public API goes through :mod:`dlexp.compat.hydra`
 (Hydra and OmegaConf; no torch, it is on the fast command-line path) or
-:mod:`dlexp.compat.lightning`; ``tests/test_compat.py`` holds one contract test per wrapped API,
+:mod:`dlexp.compat.lightning` (and :mod:`dlexp.compat.optuna`); ``tests/test_compat.py`` holds one contract test per wrapped API,
 so an upgrade that changes one fails there, by name, rather than somewhere in a run.
 """

@@ -85,6 +85,12 @@ def check_optuna_sweep(sweeper: Any, monitor: Any, swept: list[str]) -> list[str
             points = [sweep.start]
         elif isinstance(sweep, IntervalSweep):
             points = [sweep.start, sweep.end]
+            if not sweep.start < sweep.end or ("log" in sweep.tags and sweep.start <= 0):
+                raise ConfigError(
+                    key,
+                    f"interval({sweep.start}, {sweep.end})",
+                    "a search interval needs low < high (and low > 0 with tag(log))",
+                )
         else:
             points = [sweep]
         ends += [f"{key}={point}" for point in points]
