@@ -21,6 +21,10 @@ Every job is checked before anything is created: bad input is one line and exit 
   --hydra-help    Hydra's own flags (launchers, sweepers, shell completion)
   resume=<dir>    continue a run in its own directory
   overwrite=true  train into a directory that is not empty (its contents go to attempts/<n>/)
+  +hparams_search=lenet5_optuna
+                  an Optuna search: hydra.sweeper.n_trials=20, hydra.sweeper.pruner=
+                  median|hyperband|none (keys: dlexp/config/sweeper.py); dlexp resume-sweep
+                  <sweep dir> continues an interrupted one up to n_trials
 
 Keys and defaults of each group: dlexp/config/<group>.py, or --cfg job.
 """

@@ -55,6 +55,7 @@ class OptunaSweeper(Sweeper):
         declared = [f"{key}={value}" for key, value in settings.params.items()]
         space, fixed = search_space([*declared, *arguments])
         seed = self.config.seed if settings.seed is None else settings.seed
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # each job prints its own line
         study = open_study(settings, sweep_dir, seed=seed)
         if "resume=auto" in arguments:  # trials the interrupted sweep left running
             interrupted = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -72,7 +73,7 @@ class OptunaSweeper(Sweeper):
         returns = self.launcher.launch(jobs, initial_job_idx=trials[0].number)
         for trial, ret in zip(trials, returns, strict=True):
             state, value = outcome(ret)
-            study.tell(trial.number, value, state=state)
+            study.tell(trial.number, value, state=state, skip_if_finished=True)
 
 
 def outcome(ret: JobReturn) -> tuple[TrialState, float | None]:
