@@ -144,6 +144,36 @@ def test_a_continued_study_and_a_new_seed_draw_new_points(tmp_path):
     assert set(draw(tmp_path / "c", seed=1, count=3)).isdisjoint(first)
 
 
+@pytest.mark.parametrize("pruner", ["median", "hyperband", "none"])
+def test_each_pruner_judges_the_epochs_a_job_reports_through_its_own_study(tmp_path, pruner):
+    """A job reports through its own handle of the study (as dlexp.pruning's callback does);
+    median and hyperband prune trials far below the others, none never prunes."""
+    from dlexp.compat.optuna import running_trial
+
+    cfg = OptunaSweeperConfig(study_name="p", pruner=pruner, startup_trials=1)
+    space, _ = search_space(["x=interval(0.0, 1.0)"])
+    sweeper, job = open_study(cfg, tmp_path, seed=0), open_study(cfg, tmp_path)
+
+    def trial_run(value: float) -> int | None:
+        """The epoch after which the trial was pruned (None: it ran all 5)."""
+        trial = sweeper.ask(space)
+        reporting = running_trial(job, trial.number)
+        for epoch in range(1, 6):
+            reporting.report(value, step=epoch)
+            if reporting.should_prune():
+                sweeper.tell(trial.number, state=TrialState.PRUNED)
+                return epoch
+        sweeper.tell(trial.number, value)
+        return None
+
+    assert [trial_run(0.9) for _ in range(5)] == [None] * 5
+    cut = [trial_run(0.1) for _ in range(3)]
+    if pruner == "none":
+        assert cut == [None] * 3
+    else:
+        assert any(epoch is not None and epoch < 5 for epoch in cut), cut
+
+
 def test_report_adds_the_study_plots_and_the_best_trial_by_validation(resumed):
     from dlexp.reports.report import build_report
 
