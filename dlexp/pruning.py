@@ -57,8 +57,9 @@ def trial_pruning(hydra_cfg: Any) -> TrialPruning | None:
     import optuna
 
     from dlexp.compat.optuna import running_trial
-    from dlexp.study import open_study, sweeper_config
+    from dlexp.config.sweeper import sweeper_settings
+    from dlexp.study import open_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "Using an existing study" a job
-    study = open_study(sweeper_config(sweeper), hydra_cfg.sweep.dir)
+    study = open_study(sweeper_settings(sweeper), hydra_cfg.sweep.dir)
     return TrialPruning(running_trial(study, int(hydra_cfg.job.num)))

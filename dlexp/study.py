@@ -15,18 +15,11 @@ from typing import Any
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
-from omegaconf import DictConfig, OmegaConf
 
 from dlexp.config.sweeper import STUDY_FILE, OptunaSweeperConfig
 from dlexp.errors import ConfigError
 
 Distributions = dict[str, optuna.distributions.BaseDistribution]
-
-
-def sweeper_config(node: DictConfig | dict[str, Any]) -> OptunaSweeperConfig:
-    """The typed ``hydra.sweeper`` node (a job's Hydra config, or the sweeper's kwargs)."""
-    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-    return OptunaSweeperConfig(**dict(values))
 
 
 def storage_url(cfg: OptunaSweeperConfig, sweep_dir: str | Path) -> str:

@@ -188,3 +188,14 @@ def test_report_adds_the_study_plots_and_the_best_trial_by_validation(resumed):
     best = max(values, key=values.get)
     assert f"trial {best}** (job dir `{best}`) — {values[best]:.4f}" in text
     assert "3 complete trials." in text
+
+
+def test_the_plugin_module_imports_neither_optuna_nor_torch(tmp_path):
+    """Hydra imports every hydra_plugins module at each start (a --help, a rejected override):
+    the Optuna sweeper's module must cost nothing there."""
+    from conftest import run_python
+
+    code = "import sys, hydra_plugins.dlexp_sweeper.optuna_sweeper\nprint('optuna' in sys.modules)"
+    done, heavy = run_python(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"] and heavy == []

@@ -49,6 +49,20 @@ class OptunaSweeperConfig:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+def sweeper_settings(node: Any) -> OptunaSweeperConfig:
+    """The typed ``hydra.sweeper`` keys: from a composed node (a job's Hydra config, a saved
+    ``multirun.yaml``) or from the keyword arguments Hydra gives the sweeper."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=True)
+    values = {
+        k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
+        for k, v in dict(node).items()
+    }
+    return OptunaSweeperConfig(**values)
+
+
 def check_optuna_sweep(sweeper: Any, monitor: Any, swept: list[str]) -> list[str]:
     """Validate ``hydra.sweeper`` (a composed node) and return the overrides that put each
     searched key (``params`` and the command line's ``swept`` lines) at the ends of its range
@@ -59,13 +73,11 @@ def check_optuna_sweep(sweeper: Any, monitor: Any, swept: list[str]) -> list[str
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
-    from omegaconf import OmegaConf
 
     from dlexp.config.fields import validate
     from dlexp.errors import ConfigError
 
-    values = OmegaConf.to_container(sweeper, resolve=True)
-    settings = OptunaSweeperConfig(**values)
+    settings = sweeper_settings(sweeper)
     validate(settings, "hydra.sweeper.")
     mode = monitor.get("mode") if monitor is not None else None
     wanted = {"max": "maximize", "min": "minimize"}.get(str(mode))

@@ -51,9 +51,10 @@ def study_section(sweep_dir: Path, node: Any, out_dir: Path, prefix: str = "") -
     import optuna
     from optuna.trial import TrialState
 
-    from dlexp.study import storage_url, sweeper_config
+    from dlexp.config.sweeper import sweeper_settings
+    from dlexp.study import storage_url
 
-    settings = sweeper_config(node)
+    settings = sweeper_settings(node)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(
         study_name=settings.study_name, storage=storage_url(settings, sweep_dir)
