@@ -67,11 +67,18 @@ class OptunaSweeper(Sweeper):
         seed = self.config.seed if settings.seed is None else settings.seed
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # each job prints its own line
         study = open_study(settings, sweep_dir, seed=seed)
+        interrupted = []
         if "resume=auto" in arguments:  # trials the interrupted sweep left running
             interrupted = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             for trial in interrupted:
                 log.info("trial %d was interrupted: it runs again", trial.number)
                 self._run(study, [trial], fixed)
+        held = len(study.get_trials(deepcopy=False))
+        if held >= settings.n_trials and not interrupted:
+            log.warning(
+                f"study {settings.study_name!r} holds {held} trials already, n_trials is "
+                f"{settings.n_trials}: no new trial (raise hydra.sweeper.n_trials for more)"
+            )
         while (left := settings.n_trials - len(study.get_trials(deepcopy=False))) > 0:
             batch = [study.ask(space) for _ in range(min(settings.n_jobs, left))]
             self._run(study, batch, fixed)
