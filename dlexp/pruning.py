@@ -29,7 +29,6 @@ class TrialPruning(pl.Callback):
         self.trial = trial
         self.monitor = ""
         self.pruned_at: int | None = None
-        self.value: float | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         checkpoints = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor]
@@ -44,7 +43,7 @@ class TrialPruning(pl.Callback):
         epoch = trainer.current_epoch + 1
         self.trial.report(float(value), step=epoch)
         if self.trial.should_prune():
-            self.pruned_at, self.value = epoch, float(value)
+            self.pruned_at = epoch
             trainer.should_stop = True  # after this epoch (its checkpoints are saved)
 
 
@@ -60,6 +59,6 @@ def trial_pruning(hydra_cfg: Any) -> TrialPruning | None:
     from dlexp.config.sweeper import sweeper_settings
     from dlexp.study import open_study
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "Using an existing study" a job
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "Using an existing study" per job
     study = open_study(sweeper_settings(sweeper), hydra_cfg.sweep.dir)
     return TrialPruning(running_trial(study, int(hydra_cfg.job.num)))
