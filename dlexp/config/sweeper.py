@@ -1,4 +1,4 @@
-"""The Optuna sweeper's keys (``hydra.sweeper.*`` with ``hydra/sweeper=optuna``).
+"""The Optuna sweeper's keys (``hydra.sweeper.*`` with ``hydra/sweeper=optuna_study``).
 
 dlexp's own sweeper (``hydra_plugins/dlexp_sweeper/optuna_sweeper.py``) on Optuna's ask/tell
 API: one trial per job, job number = trial number, the study in the sweep dir by default.

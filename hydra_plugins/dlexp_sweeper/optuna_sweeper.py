@@ -1,4 +1,4 @@
-"""dlexp's Optuna sweeper (``hydra/sweeper=optuna``): Optuna's ask/tell API, one job a trial.
+"""dlexp's Optuna sweeper (``hydra/sweeper=optuna_study``): Optuna's ask/tell API, one job a trial.
 
 Trial ``n`` runs as Hydra job ``n`` (its directory ``<sweep dir>/n``), so a job finds its own
 trial from its Hydra config and reports its epochs to it for pruning (:mod:`dlexp.pruning`).
