@@ -34,6 +34,7 @@ from dlexp.compat.hydra import (
     value_overrides_only,
 )
 from dlexp.config import CONF_DIR, Config, to_config
+from dlexp.config.sweeper import OPTUNA_SWEEPER, check_optuna_sweep
 from dlexp.errors import DlexpError, InputError, shorten
 from dlexp.explain import explain, first_line
 from dlexp.fold_sweep import all_folds_line, every_fold
@@ -216,9 +217,20 @@ def _expand_sweep(
 ) -> list[list[str]]:
     """The override lists of a basic-sweeper grid (config-declared params, then the CLI's).
 
-    Other sweepers (Optuna) draw their own points: only the fixed part is checked up front.
+    Optuna draws its own points: the fixed part is checked, and each searched key at the
+    ends of its range (:func:`dlexp.config.sweeper.check_optuna_sweep`).
     """
     sweeper = base.hydra.sweeper
+    if sweeper.get("_target_") == OPTUNA_SWEEPER:
+        swept = [line for line in overrides if line not in fixed]  # join the search space
+        checkpoint = OmegaConf.select(base, "callbacks.model_checkpoint")
+        try:
+            ends = check_optuna_sweep(sweeper, checkpoint, swept)
+        except DlexpError:
+            raise
+        except Exception as exc:  # Hydra's grammar errors in hydra.sweeper.params
+            raise InputError(f"hydra.sweeper.params: {first_line(str(exc))}") from None
+        return [fixed, *([*fixed, end] for end in ends)]
     if not _is_grid(base):
         return [fixed]
     declared = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]

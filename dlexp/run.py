@@ -50,14 +50,22 @@ from dlexp.tta import build_tta, tta_record
 log = logging.getLogger(__name__)
 
 
-def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | None = None) -> dict:
+def train(
+    cfg: Config,
+    run_dir: Path,
+    overrides: list[str],
+    plan: ResumePlan | None = None,
+    pruning: pl.Callback | None = None,
+) -> dict:
     """Train and test one configuration in ``run_dir``; return the ``metrics.json`` record.
 
     Bad input found while building (missing data, impossible model) raises before anything
     is written. Once training started, every ending is recorded: ``completed``, ``failed``,
-    ``diverged`` (non-finite loss) or ``interrupted`` (SIGINT/SIGTERM). With ``resume`` set,
-    a run already in ``run_dir`` is continued (see :mod:`dlexp.resume`); a DDP worker gets its
-    rank 0's ``plan`` instead. Only global rank 0 writes files (see :mod:`dlexp.distributed`).
+    ``diverged`` (non-finite loss), ``interrupted`` (SIGINT/SIGTERM) or ``pruned`` (an Optuna
+    trial stopped by ``pruning``, a :class:`dlexp.pruning.TrialPruning`; not tested). With
+    ``resume`` set, a run already in ``run_dir`` is continued (see :mod:`dlexp.resume`); a DDP
+    worker gets its rank 0's ``plan`` instead. Only global rank 0 writes files (see
+    :mod:`dlexp.distributed`).
     """
     changes: dict[str, list] = {}
     if plan is None:  # (a DDP worker gets its rank 0's plan)
@@ -119,6 +127,8 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
     others = [*configured, *transfer.callbacks]
     if plan.checkpoint is not None and "trainer.max_epochs" in changes:
         others.append(ResizedSchedule())
+    if pruning is not None:
+        others.append(pruning)
     callbacks = CallbackGroup.gather(own, others)  # one Lightning call per hook for most
     trainer = build_trainer(
         cfg.trainer,
@@ -165,12 +175,17 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
             trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
             stopped = stop_record(trainer, callbacks)
             best_path = checkpoint.best_model_path if checkpoint else ""
-            tested = trainer.test(
-                module,
-                datamodule=datamodule,
-                ckpt_path=best_path or None,
-                verbose=False,
-                weights_only=True,
+            pruned = getattr(pruning, "pruned_at", None)
+            tested = (
+                None
+                if pruned
+                else trainer.test(
+                    module,
+                    datamodule=datamodule,
+                    ckpt_path=best_path or None,
+                    verbose=False,
+                    weights_only=True,
+                )
             )
         except RunInterrupted as exc:
             interrupts.seen()
@@ -202,7 +217,8 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
         monitor, mode = (checkpoint.monitor, checkpoint.mode) if checkpoint else ("val/loss", "min")
         best = history.best(monitor, mode) or {}
         record.save(
-            status="completed",
+            status="pruned" if pruned else "completed",
+            **({"pruned_at_epoch": pruned} if pruned else {}),
             epochs=len(history.rows),
             best_epoch=best.get("epoch"),
             monitor={"metric": monitor, "mode": mode},

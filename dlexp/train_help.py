@@ -24,6 +24,10 @@ Every job is checked before anything is created: bad input is one line and exit 
   -m data.folds=5 data.fold=all
                   k-fold cross-validation: one job per fold, each validated on its fold
                   (dlexp report: mean ± std over the folds)
+  +hparams_search=lenet5_optuna
+                  an Optuna search: hydra.sweeper.n_trials=20, hydra.sweeper.pruner=
+                  median|hyperband|none (keys: dlexp/config/sweeper.py); dlexp resume-sweep
+                  <sweep dir> continues an interrupted one up to n_trials
 
 Keys and defaults of each group: dlexp/config/<group>.py, or --cfg job.
 """

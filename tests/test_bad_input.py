@@ -115,6 +115,23 @@ BAD_TRAIN_LINES = [
         ["data=cifar10", "data.root={tmp}/missing", "data.download=false"],
         "data.root={tmp}/missing: CIFAR10 not found in {tmp}/missing/cifar-10-batches-py",
     ),
+    # the Optuna sweeper: its keys, the objective's direction, the ends of the search space
+    (
+        ["+hparams_search=lenet5_optuna", "hydra.sweeper.pruner=asha"],
+        "hydra.sweeper.pruner=asha: must be one of: median, hyperband, none",
+    ),
+    (
+        ["+hparams_search=lenet5_optuna", "hydra.sweeper.direction=minimize"],
+        "hydra.sweeper.direction=minimize: must be maximize: the objective, val/acc",
+    ),
+    (
+        ["+hparams_search=lenet5_optuna", "model.dropout=interval(0.0, 1.5)"],
+        "model.dropout=1.5: must be a rate in [0, 1)",
+    ),
+    (
+        ["+hparams_search=lenet5_optuna", "optimizer.lr=interval(0.01, 0.001)"],
+        "optimizer.lr='interval(0.01, 0.001)': a search interval needs low < high",
+    ),
 ]
 
 

@@ -497,3 +497,22 @@ def test_light_hook_module_sees_every_attribute_lightning_sets_in_a_step(tmp_pat
     assert "train/loss" in trainer.callback_metrics
     # a plain attribute, not one of the module's parameters, buffers or submodules
     assert "_current_fx_name" in vars(module) and isinstance(module.layer, torch.nn.Linear)
+
+
+def test_running_trial_is_the_live_trial_of_that_number(tmp_path):
+    """dlexp.compat.optuna.running_trial: a job's reports land on its own trial."""
+    import optuna
+
+    from dlexp.compat.optuna import running_trial
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", study_name="s")
+    first, second = study.ask(), study.ask()
+    reopened = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
+    again = running_trial(reopened, 1)
+    assert isinstance(again, optuna.trial.Trial) and again.number == second.number == 1
+    again.report(0.25, step=1)
+    study.tell(first, 0.5)
+    assert study.trials[1].intermediate_values == {1: 0.25}
+    assert study.trials[0].intermediate_values == {}
+    with pytest.raises(LookupError):
+        running_trial(study, 7)

@@ -215,27 +215,6 @@ def test_report_command_errors_are_one_line(tmp_path, capsys):
     assert "the following arguments are required: paths" in err[2]
 
 
-def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
-    import yaml
-
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    code = run_inprocess(
-        "train",
-        "+hparams_search=lenet5_optuna",
-        "hydra.sweeper.n_trials=3",
-        f"hydra.sweeper.storage={storage}",
-        *QUICK,
-        cwd=tmp_path,
-    )
-    assert code == 0
-    sweep = only_sweep_dir(tmp_path)
-    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert set(results["best_params"]) == {"optimizer.lr", "data.batch_size", "model.dropout"}
-    jobs = [read_metrics(sweep / str(i)) for i in range(3)]
-    assert results["best_value"] == pytest.approx(max(m["best"]["val/acc"] for m in jobs))
-    assert (tmp_path / "optuna.db").stat().st_size > 0
-
-
 def test_launcher_configs_compose():
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

@@ -26,6 +26,7 @@ from dlexp.config.model import MODEL_SCHEMAS
 from dlexp.config.model_base import ModelConfig
 from dlexp.config.optimizer import OPTIMIZER_SCHEMAS, OptimizerConfig
 from dlexp.config.scheduler import SCHEDULER_SCHEMAS, SchedulerConfig
+from dlexp.config.sweeper import OptunaSweeperConfig
 from dlexp.config.test import TestConfig
 from dlexp.config.trainer import TrainerConfig
 from dlexp.config.transfer import TRANSFER_SCHEMAS, TransferConfig
@@ -234,6 +235,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="dlexp_config", node=Config)
     cs.store(group="schema", name="trainer", node=TrainerConfig)
+    cs.store(group="schema/hydra_sweeper", name="optuna", node=OptunaSweeperConfig)
     for group, schemas in (*GROUP_SCHEMAS.items(), ("callbacks", CALLBACK_SCHEMAS)):
         for name, schema in schemas.items():
             # an instance: its option name is part of the schema, not restated in YAML

@@ -153,5 +153,8 @@ def build_report(
     ]
     lines += [f"![{p.stem}]({p.name})\n" for p in images if p is not None]
     lines += write_architecture_report(groups, metric, out_dir)  # when the sweep's costs differ
+    from dlexp.reports.optuna_report import optuna_sections
+
+    lines += optuna_sections(paths, out_dir)  # a sweep of the Optuna sweeper: its study
     lines += ["## Runs", "", markdown_table(rows)]
     return atomic_write_text(out_dir / "report.md", "\n".join(lines))
