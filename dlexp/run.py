@@ -31,7 +31,7 @@ from dlexp.distributed import job_scope
 from dlexp.errors import InputError, RunDiverged, RunInterrupted, TrainingError
 from dlexp.guards import DivergenceGuard, InterruptCheckpoint, InterruptHandler, RngStateCheckpoint
 from dlexp.io import atomic_write_text, remove_stale_temps
-from dlexp.loggers import SampleImages, build_loggers, log_final_hparams
+from dlexp.loggers import SampleImages, build_loggers, log_final_hparams, log_run_config
 from dlexp.loss import ClassificationLoss
 from dlexp.models import build_model, fit_to_data
 from dlexp.module import ClassificationModule
@@ -42,6 +42,7 @@ from dlexp.resized_schedule import ResizedSchedule
 from dlexp.resume import ResumePlan, plan_resume
 from dlexp.resume_contract import resume_changes
 from dlexp.run_config import inside
+from dlexp.tracking import tracked
 from dlexp.trainer import build_trainer
 from dlexp.transfer.setup import prepare_transfer
 from dlexp.tta import build_tta, tta_record
@@ -128,6 +129,7 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
     if trainer.is_global_zero:  # DDP workers of ranks > 0 train from this very file
         saved = dataclasses.replace(cfg, resume=None)  # how it was started is not its config
         atomic_write_text(run_dir / "config.yaml", to_yaml(saved))
+        log_run_config(loggers, cfg, resumed=plan.checkpoint is not None)
     if plan.previous is not None:  # what this resume applies, recorded as it starts
         resumes = [
             *(plan.previous.get("resumes") or []),
@@ -155,7 +157,7 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
         done = len(history.rows)
         record.save(status="interrupted", epochs=done, last_completed_epoch=done, **why)
 
-    with interrupts, job_scope(trainer):
+    with interrupts, job_scope(trainer), tracked(loggers, cfg.logger, record, run_dir):
         try:
             record.save(**running)
             trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
