@@ -21,6 +21,8 @@ Every job is checked before anything is created: bad input is one line and exit 
   --hydra-help    Hydra's own flags (launchers, sweepers, shell completion)
   resume=<dir>    continue a run in its own directory
   overwrite=true  train into a directory that is not empty (its contents go to attempts/<n>/)
+  logger=[tensorboard,mlflow]  several loggers at once (mlflow and wandb are extras:
+                  pip install 'dlexp[mlflow]', 'dlexp[wandb]'; README: Loggers)
 
 Keys and defaults of each group: dlexp/config/<group>.py, or --cfg job.
 """
