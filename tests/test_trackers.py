@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from dlexp.errors import EXIT_TRAINING_FAILED
+
 from conftest import QUICK, read_epochs, read_metrics, run_inprocess, run_python
 
 TINY = [*QUICK, "trainer.limit_train_batches=3", "trainer.num_sanity_val_steps=0"]
@@ -65,22 +67,28 @@ def test_mlflow_run_has_the_config_every_epoch_the_test_and_the_artifacts(tmp_pa
 
 
 def test_an_mlflow_multirun_is_one_parent_run_with_a_child_run_per_job(tmp_path: Path):
+    """Each child's status follows its metrics.json (a diverged job: FAILED)."""
     sweep, store = tmp_path / "sweep", tmp_path / "store"
     code = run_inprocess(
-        "train", "-m", *TINY, "trainer.max_epochs=1", "logger=mlflow", "seed=0,1",
+        "train", "-m", *TINY, "trainer.max_epochs=1", "logger=mlflow", "optimizer.lr=0.002,1e6",
         f"logger.mlflow.tracking_uri={store}", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
     )  # fmt: skip
-    assert code == 0
+    assert code == EXIT_TRAINING_FAILED  # the second job diverges
+    assert read_metrics(sweep / "1")["status"] == "diverged"
     runs = mlflow_runs(store)
     [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if r is not parent]
     assert parent.data.tags["dlexp.sweep_dir"] == str(sweep) and parent.info.run_name == "sweep"
     assert parent.info.status == "FINISHED"
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
-    jobs = sorted((r.info.run_name, r.data.params["seed"], r.info.status) for r in children)
-    assert jobs == [("sweep/0", "0", "FINISHED"), ("sweep/1", "1", "FINISHED")]
-    artifacts = {a.path for a in mlflow_client(store).list_artifacts(parent.info.run_id)}
-    assert {"summary.csv", "summary.md"} <= artifacts
+    jobs = sorted((r.info.run_name, r.data.params["optimizer.lr"], r.info.status) for r in children)
+    assert jobs == [("sweep/0", "0.002", "FINISHED"), ("sweep/1", "1000000.0", "FAILED")]
+    client = mlflow_client(store)
+    assert {"summary.csv", "summary.md"} <= {
+        a.path for a in client.list_artifacts(parent.info.run_id)
+    }
+    for child in children:
+        assert "metrics.json" in {a.path for a in client.list_artifacts(child.info.run_id)}
 
 
 def wandb_records(run_file: Path) -> list[dict]:
