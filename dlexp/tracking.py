@@ -208,8 +208,11 @@ class SweepTracking(Callback):
         os.environ[SWEEP_ENV] = str(sweep_dir)
         node = (config.get("logger") or {}).get("mlflow")
         if isinstance(node, DictConfig):
-            cfg = OmegaConf.to_object(node)
-            os.environ[MLFLOW_PARENT_ENV] = open_parent_run(cfg, sweep_dir)
+            try:
+                parent = open_parent_run(OmegaConf.to_object(node), sweep_dir)
+                os.environ[MLFLOW_PARENT_ENV] = parent
+            except Exception as exc:  # the jobs report their own runs' failures
+                log.warning("MLflow: no parent run for the sweep (%s)", " ".join(str(exc).split()))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         os.environ.pop(SWEEP_ENV, None)
