@@ -129,7 +129,6 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
     if trainer.is_global_zero:  # DDP workers of ranks > 0 train from this very file
         saved = dataclasses.replace(cfg, resume=None)  # how it was started is not its config
         atomic_write_text(run_dir / "config.yaml", to_yaml(saved))
-        log_run_config(loggers, cfg, resumed=plan.checkpoint is not None)
     if plan.previous is not None:  # what this resume applies, recorded as it starts
         resumes = [
             *(plan.previous.get("resumes") or []),
@@ -160,6 +159,7 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
     with interrupts, job_scope(trainer), tracked(loggers, cfg.logger, record, run_dir):
         try:
             record.save(**running)
+            log_run_config(loggers, cfg, resumed=plan.checkpoint is not None)  # (rank 0 logs)
             trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
             stopped = stop_record(trainer, callbacks)
             best_path = checkpoint.best_model_path if checkpoint else ""
