@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from pytorch_lightning.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 from dlexp.config import Config, flat_config
 from dlexp.config.logger import documented
@@ -32,18 +33,22 @@ def build_loggers(
     return loggers
 
 
-def log_run_config(loggers: list[Logger], cfg: Config, resumed: bool) -> None:
+@rank_zero_only
+def log_run_config(loggers: list[Logger], cfg: Config) -> None:
     """The flattened config as the hyperparameters of the trackers' runs (MLflow, W&B), as
     the run starts (TensorBoard's come with the final metrics: :func:`log_final_hparams`).
 
-    A resumed MLflow run keeps the params it started with (MLflow refuses changed values;
-    ``metrics.json`` lists what a resume changed)."""
+    A resumed MLflow run keeps the params it started with and gets only new keys (MLflow
+    refuses changed values; ``metrics.json`` lists what a resume changed)."""
+    params = flat_hparams(cfg)
     for logger in loggers:
         if isinstance(logger, (TensorBoardLogger, CSVLogger)):
             continue
-        if resumed and isinstance(logger, MLFlowLogger) and logger.run_id is not None:
-            continue
-        logger.log_hyperparams(flat_hparams(cfg))
+        if isinstance(logger, MLFlowLogger):
+            logged = logger.experiment.get_run(logger.run_id).data.params
+            logger.log_hyperparams({k: v for k, v in params.items() if k not in logged})
+        else:
+            logger.log_hyperparams(params)
 
 
 def _tensorboards(loggers) -> list[TensorBoardLogger]:

@@ -159,7 +159,7 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
     with interrupts, job_scope(trainer), tracked(loggers, cfg.logger, record, run_dir):
         try:
             record.save(**running)
-            log_run_config(loggers, cfg, resumed=plan.checkpoint is not None)  # (rank 0 logs)
+            log_run_config(loggers, cfg)  # (rank 0 logs)
             trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
             stopped = stop_record(trainer, callbacks)
             best_path = checkpoint.best_model_path if checkpoint else ""
