@@ -49,7 +49,7 @@ def test_mlflow_run_has_the_config_every_epoch_the_test_and_the_artifacts(tmp_pa
     [found] = mlflow_runs(store)
     client, run_id = mlflow_client(store), found.info.run_id
     assert found.info.status == "FINISHED" and found.info.run_name == "run"
-    assert found.data.tags["dlexp.run_dir"] == str(run)
+    assert found.data.tags["dlexp.run_dir"] == str(run.resolve())
     params = found.data.params
     assert params["optimizer.lr"] == "0.002" and params["model.name"] == "lenet5"
     assert params["trainer.max_epochs"] == "1" and params["seed"] == "42"  # as it started
@@ -78,8 +78,8 @@ def test_an_mlflow_multirun_is_one_parent_run_with_a_child_run_per_job(tmp_path:
     runs = mlflow_runs(store)
     [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if r is not parent]
-    assert parent.data.tags["dlexp.sweep_dir"] == str(sweep) and parent.info.run_name == "sweep"
-    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["dlexp.sweep_dir"] == str(sweep.resolve())
+    assert parent.info.run_name == "sweep" and parent.info.status == "FINISHED"
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
     jobs = sorted((r.info.run_name, r.data.params["optimizer.lr"], r.info.status) for r in children)
     assert jobs == [("sweep/0", "0.002", "FINISHED"), ("sweep/1", "1000000.0", "FAILED")]
