@@ -31,7 +31,7 @@ from dlexp.distributed import job_scope
 from dlexp.errors import InputError, RunDiverged, RunInterrupted, TrainingError
 from dlexp.guards import DivergenceGuard, InterruptCheckpoint, InterruptHandler
 from dlexp.io import atomic_write_text, remove_stale_temps
-from dlexp.loggers import SampleImages, build_loggers, log_final_hparams
+from dlexp.loggers import SampleImages, build_loggers, log_final_hparams, log_run_config
 from dlexp.loss import ClassificationLoss
 from dlexp.models import build_model, fit_to_data
 from dlexp.module import ClassificationModule
@@ -43,6 +43,7 @@ from dlexp.resume import ResumePlan, plan_resume
 from dlexp.resume_contract import resume_changes
 from dlexp.run_config import inside
 from dlexp.throughput import TrainingThroughput, macs_per_image
+from dlexp.tracking import tracked
 from dlexp.trainer import build_trainer
 from dlexp.transfer.setup import prepare_transfer
 from dlexp.tta import build_tta, tta_record
@@ -169,9 +170,10 @@ def train(
         done = len(history.rows)
         record.save(status="interrupted", epochs=done, last_completed_epoch=done, **why)
 
-    with interrupts, job_scope(trainer):
+    with interrupts, job_scope(trainer), tracked(loggers, cfg.logger, record, run_dir):
         try:
             record.save(**running)
+            log_run_config(loggers, cfg)  # (rank 0 logs)
             trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
             stopped = stop_record(trainer, callbacks)
             best_path = checkpoint.best_model_path if checkpoint else ""

@@ -28,6 +28,8 @@ Every job is checked before anything is created: bad input is one line and exit 
                   an Optuna search: hydra.sweeper.n_trials=20, hydra.sweeper.pruner=
                   median|hyperband|none (keys: dlexp/config/sweeper.py); dlexp resume-sweep
                   <sweep dir> continues an interrupted one up to n_trials
+  logger=[tensorboard,mlflow]  several loggers at once (mlflow and wandb are extras:
+                  pip install 'dlexp[mlflow]', 'dlexp[wandb]'; README: Loggers)
 
 Keys and defaults of each group: dlexp/config/<group>.py, or --cfg job.
 """

@@ -65,7 +65,16 @@ BAD_TRAIN_LINES = [
     ),
     (["augment=extreme"], "augment=extreme: no such option in group 'augment'"),
     (["augment.mixup_alpha=-1"], "augment.mixup_alpha=-1.0: must be >= 0"),
-    (["logger=wandb"], "logger=wandb: no such option in group 'logger'; available: csv, none"),
+    (
+        ["logger=comet"],
+        "logger=comet: no such option in group 'logger'; available: csv, mlflow, none, "
+        "tensorboard, wandb",
+    ),
+    (["logger.wandb.mode=live"], "logger.wandb: unknown key 'logger.wandb'"),  # not selected
+    (
+        ["logger=wandb", "logger.wandb.mode=live"],
+        "logger.wandb.mode=live: must be one of: offline, online, disabled",
+    ),
     (
         ["callbacks=early_stopping", "callbacks.early_stopping.patience=-1"],
         "callbacks.early_stopping.patience=-1: must be >= 1",

@@ -77,12 +77,14 @@ def test_composed_and_saved_configs_type_the_same():
         ["model=mlp", "model.hidden_sizes=[32]", "scheduler=cosine", "augment=strong"],
         ["transfer=gradual", f"transfer.source={REPO}", "callbacks=early_stopping"],
         ["data=imagefolder", f"data.root={REPO}", "trainer=ddp", "optimizer=adamw"],
+        ["logger=[tensorboard,csv,mlflow,wandb]", "+logger.mlflow.tags.team=vision"],
     ):
         config = compose_config(*overrides)
         assert isinstance(config, Config)
         again = to_config(OmegaConf.create(to_yaml(config)))
         assert again == config, overrides
         assert type(again.model) is type(config.model) and type(again.data) is type(config.data)
+        assert [type(v) for v in again.logger.values()] == [type(v) for v in config.logger.values()]
 
 
 def test_every_group_node_is_its_options_schema():
