@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt dlexp/__init__.py  # __init__.py: the version
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-c constraints.txt -e '.[dev,sweeps]'
+		-c constraints.txt -e '.[dev,sweeps,mlflow,wandb]'
 	touch $(STAMP)
 
 train: install

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import time
 from pathlib import Path
@@ -10,7 +11,18 @@ from typing import Any
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import (
+    BasePredictionWriter,
+    BatchSizeFinder,
+    Checkpoint,
+    EarlyStopping,
+    LearningRateFinder,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ModelSummary,
+    ProgressBar,
+    Timer,
+)
 from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
@@ -26,20 +38,47 @@ HOOKS = tuple(
 )
 
 
+# Callbacks that Lightning finds in its list by their type (the checkpoint and early-stopping
+# callbacks, the progress bar, the tuners ...): they cannot join a CallbackGroup.
+FOUND_BY_TYPE = (
+    Checkpoint,
+    EarlyStopping,
+    ProgressBar,
+    ModelSummary,
+    Timer,
+    BatchSizeFinder,
+    LearningRateFinder,
+    BasePredictionWriter,
+)
+
+
+def saves_state(callback: pl.Callback) -> bool:
+    """Whether ``callback`` keeps a state in checkpoints (under its own ``state_key``)."""
+    kind = type(callback)
+    return (
+        kind.state_dict is not pl.Callback.state_dict
+        or kind.load_state_dict is not pl.Callback.load_state_dict
+    )
+
+
 class CallbackGroup(pl.Callback):
     """Callbacks that Lightning calls as one, each hook only on the members that implement it.
 
-    Lightning calls each of its hooks (six a training step) on every callback, about 1.7 us a
-    call even for a callback that does nothing in it; the group of dlexp's own callbacks makes
-    that one call per hook. Members keep no state in checkpoints (``state_dict``), and are
-    called in their order.
+    Lightning calls each of its hooks (six a training step) on every callback in its list, a
+    few microseconds a call even for a callback that does nothing in it; a group makes that
+    one call per hook. Members keep no state in checkpoints and are not found by their type
+    (:data:`FOUND_BY_TYPE`); they are called in their order.
     """
 
     def __init__(self, members: list[pl.Callback]) -> None:
         self.members = list(members)
         for member in self.members:
-            if type(member).state_dict is not pl.Callback.state_dict:
+            if saves_state(member):
                 raise ValueError(f"{type(member).__name__} saves state: it cannot join a group")
+            if isinstance(member, FOUND_BY_TYPE):
+                raise ValueError(
+                    f"{type(member).__name__} is found by its type: it cannot join a group"
+                )
         for hook in HOOKS:
             calls = [
                 getattr(m, hook)
@@ -48,6 +87,13 @@ class CallbackGroup(pl.Callback):
             ]
             if calls:
                 setattr(self, hook, _all_of(calls))
+
+    @classmethod
+    def gather(cls, own: list[pl.Callback], others: list[pl.Callback]) -> list[pl.Callback]:
+        """The Trainer's callbacks: a group of ``own`` and every one of ``others`` that can
+        join it (in that order), then the rest of ``others``."""
+        joining = [c for c in others if not saves_state(c) and not isinstance(c, FOUND_BY_TYPE)]
+        return [cls([*own, *joining]), *(c for c in others if c not in joining)]
 
 
 def _all_of(calls: list[Any]):
@@ -81,7 +127,32 @@ def build_callbacks(
 
 class EpochCheckpoint(ModelCheckpoint):
     """Lightning's ModelCheckpoint with ``{epoch}`` in file names counted from 1, as in
-    ``epochs.csv``, ``metrics.json`` and the progress bar (``epoch002.ckpt``: the 2nd epoch)."""
+    ``epochs.csv``, ``metrics.json`` and the progress bar (``epoch002.ckpt``: the 2nd epoch).
+
+    Its :attr:`state_key` (made of settings fixed at construction) is made once: Lightning
+    reads it at every hook call, six a training step, and ModelCheckpoint formats it anew.
+    Unless it saves within epochs (``every_n_train_steps``, ``train_time_interval``), a
+    training step skips its checks.
+    """
+
+    def __init__(
+        self, *args: Any, every_n_train_steps: int | None = None, train_time_interval=None, **kw
+    ) -> None:
+        super().__init__(
+            *args,
+            every_n_train_steps=every_n_train_steps,
+            train_time_interval=train_time_interval,
+            **kw,
+        )
+        self.saves_within_epochs = bool(every_n_train_steps) or train_time_interval is not None
+
+    @functools.cached_property
+    def state_key(self) -> str:
+        return super().state_key
+
+    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        if self.saves_within_epochs:  # otherwise ModelCheckpoint's checks would find nothing
+            super().on_train_batch_end(*args, **kwargs)
 
     def format_checkpoint_name(self, metrics: dict[str, Any], *args: Any, **kwargs: Any) -> str:
         if "epoch" in metrics:

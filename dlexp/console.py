@@ -93,7 +93,8 @@ def run_summary(record: dict[str, Any], run_dir: Path, *, multirun: bool) -> lis
     test = record.get("test") or {}
     test_text = ", ".join(f"{k.removeprefix('test/')} {_metric(v)}" for k, v in test.items())
     if multirun:
-        return [f"job {run_dir.name} completed: {best_text}; test {test_text or '-'}"]
+        status = record.get("status", "completed")  # or pruned (an Optuna trial)
+        return [f"job {run_dir.name} {status}: {best_text}; test {test_text or '-'}"]
     shown = _shown(run_dir)
     return [
         f"run completed: {shown}",

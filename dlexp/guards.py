@@ -9,8 +9,9 @@
 * :class:`AtomicCheckpointIO`: Lightning's checkpoint writer, through a temporary file; the
   paths that ModelCheckpoint keeps are stored relative to the checkpoint's folder, so that a
   copied or moved run resumes from (and deletes in) its own ``checkpoints/`` only.
-* :class:`RngStateCheckpoint`: the global RNG states travel in every checkpoint, so a resumed
-  run draws the same shuffles and dropout masks as an uninterrupted one.
+* :func:`save_rng_states` / :func:`restore_rng_states`: the global RNG states travel in every
+  checkpoint (the LightningModule's checkpoint hooks), so a resumed run draws the same
+  shuffles and dropout masks as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -190,22 +191,35 @@ class InterruptCheckpoint(pl.Callback):
             self.handler.saving = False
 
 
-class RngStateCheckpoint(pl.Callback):
-    """Saves the global RNG states in each checkpoint and restores them on resume."""
+RNG_STATES_KEY = "rng_states"  # in each checkpoint: the global RNG states when it was saved
+OLD_RNG_STATES_KEY = "RngStateCheckpoint"  # (checkpoint["callbacks"] of older checkpoints)
 
-    def state_dict(self) -> dict[str, Any]:
-        states = collect_rng_states(include_cuda=torch.cuda.is_available())
-        if "numpy" in states:  # weights_only loading accepts tensors, not numpy arrays
-            kind, keys, pos, has_gauss, gauss = states["numpy"]
-            states["numpy"] = (kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, gauss)
-        return states
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        states = dict(state_dict)
-        if "numpy" in states:
-            kind, keys, pos, has_gauss, gauss = states["numpy"]
-            states["numpy"] = (kind, keys.numpy().astype("uint32"), pos, has_gauss, gauss)
-        set_rng_states(states)
+def save_rng_states(checkpoint: dict[str, Any]) -> None:
+    """Put the global RNG states into ``checkpoint`` (the LightningModule's save hook)."""
+    states = collect_rng_states(include_cuda=torch.cuda.is_available())
+    if "numpy" in states:  # weights_only loading accepts tensors, not numpy arrays
+        kind, keys, pos, has_gauss, gauss = states["numpy"]
+        states["numpy"] = (kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, gauss)
+    checkpoint[RNG_STATES_KEY] = states
+
+
+def restore_rng_states(checkpoint: dict[str, Any]) -> None:
+    """Restore the global RNG states that :func:`save_rng_states` put into ``checkpoint``.
+
+    Checkpoints written before the states moved there kept them as the state of a callback;
+    they are read (and taken out, so Lightning does not look for that callback) as well.
+    """
+    callbacks = checkpoint.get("callbacks")
+    older = callbacks.pop(OLD_RNG_STATES_KEY, None) if isinstance(callbacks, dict) else None
+    states = checkpoint.get(RNG_STATES_KEY, older)
+    if states is None:
+        return
+    states = dict(states)
+    if "numpy" in states:
+        kind, keys, pos, has_gauss, gauss = states["numpy"]
+        states["numpy"] = (kind, keys.numpy().astype("uint32"), pos, has_gauss, gauss)
+    set_rng_states(states)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

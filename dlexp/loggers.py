@@ -7,29 +7,48 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import get_class, instantiate
-from pytorch_lightning.loggers import Logger, TensorBoardLogger
+from hydra.utils import instantiate
+from pytorch_lightning.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 from dlexp.config import Config, flat_config
+from dlexp.config.logger import documented
 
 
 def build_loggers(
     cfg: dict[str, Any] | None, run_dir: Path, resume_step: int | None = None
 ) -> list[Logger]:
-    """Instantiate every entry of the ``logger`` group with ``save_dir=run_dir``.
+    """Build every entry of the ``logger`` group, writing under ``run_dir``.
 
-    When a run resumes at ``resume_step``, TensorBoard purges the events the interrupted
-    attempt wrote from that step on, so no step appears twice.
+    The documented loggers build themselves (:mod:`dlexp.config.logger`; a resumed run's
+    TensorBoard purges the steps from ``resume_step`` on); other entries are instantiated from
+    their ``_target_`` with ``save_dir=run_dir``.
     """
     loggers = []
     for node in (cfg or {}).values():
-        if not node:
-            continue
-        extra: dict[str, Any] = {"save_dir": str(run_dir)}
-        if resume_step is not None and issubclass(get_class(node["_target_"]), TensorBoardLogger):
-            extra["purge_step"] = resume_step
-        loggers.append(instantiate(node, **extra))
+        if documented(node):
+            loggers.append(node.build(run_dir, resume_step))
+        elif node:
+            loggers.append(instantiate(node, save_dir=str(run_dir)))
     return loggers
+
+
+@rank_zero_only
+def log_run_config(loggers: list[Logger], cfg: Config) -> None:
+    """The flattened config as the hyperparameters of the trackers' runs (MLflow, W&B), as
+    the run starts (TensorBoard's come with the final metrics: :func:`log_final_hparams`).
+
+    A resumed MLflow run keeps the params it started with and gets only new keys (MLflow
+    refuses changed values; ``metrics.json`` lists what a resume changed)."""
+    params = flat_hparams(cfg)
+    for logger in loggers:
+        if isinstance(logger, (TensorBoardLogger, CSVLogger)):
+            continue
+        if isinstance(logger, MLFlowLogger):
+            logged = logger.experiment.get_run(logger.run_id).data.params
+            logger.log_hyperparams({k: v for k, v in params.items() if k not in logged})
+        else:
+            logger.log_hyperparams(params)
 
 
 def _tensorboards(loggers) -> list[TensorBoardLogger]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,7 +13,9 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 from torchmetrics.utilities import dim_zero_cat
 
+from dlexp.compat.lightning import LightHookModule
 from dlexp.config.scheduler import SchedulerFactory
+from dlexp.guards import restore_rng_states, save_rng_states
 from dlexp.loss import ClassificationLoss, hard_labels
 from dlexp.regularization import WeightPenalty
 
@@ -67,6 +68,11 @@ class EpochScore(Metric):
         self.preds.append(preds)
         self.target.append(target)
 
+    def __hash__(self) -> int:
+        # torchmetrics hashes every kept tensor, at each train()/eval() switch (O(steps));
+        # like its own hash, identity tells metrics apart
+        return id(self)
+
     def compute(self) -> torch.Tensor:
         preds, target = dim_zero_cat(self.preds), dim_zero_cat(self.target)
         return self.score(preds, target, self.num_classes, validate_args=False)
@@ -85,7 +91,7 @@ def epoch_scores(num_classes: int) -> nn.ModuleDict:
     )
 
 
-class ClassificationModule(pl.LightningModule):
+class ClassificationModule(LightHookModule):
     """Cross-entropy classification of normalized images.
 
     ``input_transform`` (the data's :class:`~dlexp.data.normalize.InputNormalizer`) turns the
@@ -103,6 +109,7 @@ class ClassificationModule(pl.LightningModule):
     Training targets may be soft (mixup/cutmix); training metrics then score the dominant
     class. Validation and test losses are the plain cross-entropy. With ``tta`` set, the
     test scores each batch by its logits averaged over augmented views (:mod:`dlexp.tta`).
+    Every checkpoint carries the global RNG states; a Trainer restoring one restores them.
     """
 
     def __init__(
@@ -133,14 +140,32 @@ class ClassificationModule(pl.LightningModule):
             BatchMean() for _ in range(4)
         )
         self.test_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
-        self._logged: set[str] = set()  # the metrics handed to self.log this epoch
+        # per stage (a plain dict, looked up every step): its loss mean, its scores, and what
+        # self.log is handed once an epoch, (name, metric, shown in the progress bar)
+        self._stage_metrics = {
+            stage: (
+                mean_loss,
+                tuple(scores.values()),
+                [
+                    (f"{stage}/loss", mean_loss, stage != "test"),
+                    *((f"{stage}/{name}", m, stage == "val") for name, m in scores.items()),
+                ],
+            )
+            for stage, mean_loss, scores in (
+                ("train", self.train_loss, self.train_metrics),
+                ("val", self.val_loss, self.val_metrics),
+                ("test", self.test_loss, self.test_metrics),
+            )
+        }
+        self._aux_heads = bool(getattr(model, "aux_heads", None))
+        self._logged: set[str] = set()  # the stages (and metrics) handed to self.log this epoch
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(self.input_transform(images))
 
     def _step(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, targets = batch
-        if stage == "train" and getattr(self.model, "aux_heads", None):
+        if stage == "train" and self._aux_heads:
             # auxiliary classifiers (GoogLeNet) add their weighted losses in training
             logits, aux_logits = self.model.forward_aux(self.input_transform(images))
         elif stage == "test" and self.tta is not None:
@@ -151,30 +176,29 @@ class ClassificationModule(pl.LightningModule):
         loss = loss_fn(logits, targets)
         for aux in aux_logits:
             loss = loss + self.model.aux_weight * loss_fn(aux, targets)
-        mean_loss: BatchMean = getattr(self, f"{stage}_loss")
-        scores: nn.ModuleDict = getattr(self, f"{stage}_metrics")
+        mean_loss, scores, logged = self._stage_metrics[stage]
         mean_loss.update(loss, len(targets))
         preds, labels = logits.detach().argmax(dim=1), hard_labels(targets)
-        for score in scores.values():
+        for score in scores:
             score.update(preds, labels)
-        self._log_per_epoch(f"{stage}/loss", mean_loss, prog_bar=stage != "test")
-        for name, score in scores.items():
-            self._log_per_epoch(f"{stage}/{name}", score, prog_bar=stage == "val")
+        self._log_once(stage, logged)
         return loss, logits
 
-    def _log_per_epoch(self, name: str, metric: Metric, prog_bar: bool) -> None:
-        """Hands ``metric`` to Lightning on its first update of the epoch (see the class doc).
+    def _log_once(self, key: str, logged: list[tuple[str, Metric, bool]]) -> None:
+        """Hands each ``(name, metric, prog_bar)`` to Lightning at ``key``'s first update of
+        the epoch (see the class doc).
 
         Lightning then keeps it, computes it over every update at the end of the epoch (synced
         across DDP processes) and resets it for the next.
         """
-        if name in self._logged:
+        if key in self._logged:
             return
-        self._logged.add(name)
-        self.log(name, metric, on_step=False, on_epoch=True, prog_bar=prog_bar)
+        self._logged.add(key)
+        for name, metric, prog_bar in logged:
+            self.log(name, metric, on_step=False, on_epoch=True, prog_bar=prog_bar)
 
     def _new_epoch(self, stage: str) -> None:
-        self._logged = {name for name in self._logged if not name.startswith(f"{stage}/")}
+        self._logged = {key for key in self._logged if key.split("/")[0] != stage}
 
     def on_train_epoch_start(self) -> None:
         self._new_epoch("train")
@@ -188,7 +212,7 @@ class ClassificationModule(pl.LightningModule):
             return loss
         penalty = self.penalty()
         self.train_penalty.update(penalty, len(batch[1]))
-        self._log_per_epoch("train/penalty", self.train_penalty, prog_bar=False)
+        self._log_once("train/penalty", [("train/penalty", self.train_penalty, False)])
         return loss + penalty
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -205,6 +229,12 @@ class ClassificationModule(pl.LightningModule):
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, (list, tuple)) else batch
         return torch.softmax(self(images), dim=1)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        save_rng_states(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        restore_rng_states(checkpoint)
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())

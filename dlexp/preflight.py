@@ -34,8 +34,10 @@ from dlexp.compat.hydra import (
     value_overrides_only,
 )
 from dlexp.config import CONF_DIR, Config, to_config
+from dlexp.config.sweeper import OPTUNA_SWEEPER, check_optuna_sweep
 from dlexp.errors import DlexpError, InputError, shorten
 from dlexp.explain import explain, first_line
+from dlexp.fold_sweep import all_folds_line, every_fold
 from dlexp.rundir import check_output_dir
 
 
@@ -56,6 +58,7 @@ class CheckedCommand:
     home_dirs: list[str] = field(default_factory=list)  # see home_dir_overrides
     output_dir: str = ""  # hydra.run.dir, or hydra.sweep.dir of a multirun
     by_overrides: dict[frozenset[str], Config] = field(default_factory=dict)
+    expanded: dict[str, str] = field(default_factory=dict)  # override lines run as others
 
     def config_for(self, overrides: list[str]) -> Config | None:
         return self.by_overrides.get(frozenset(overrides))
@@ -88,10 +91,21 @@ def check_command_line(
     with initialize_config_dir(str(CONF_DIR), version_base=None, job_name="train"):
         loader = GlobalHydra.instance().config_loader()
         parsed = parse_overrides(overrides, loader)
+        all_folds = all_folds_line(parsed)  # data.fold=all: see dlexp.fold_sweep
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+        fixed = [line for line in fixed if line != all_folds]
         swept = [o for o in parsed if o.is_sweep_override()]
         base = _compose(config_name, fixed + extra, overrides)
         multirun = multirun or str(base.hydra.get("mode")) in ("MULTIRUN", "RunMode.MULTIRUN")
+        if all_folds:
+            folds = every_fold(all_folds, base, multirun)
+            expanded = [folds if line == all_folds else line for line in overrides]
+            checked = check_command_line(
+                expanded, multirun=multirun, config_dir=config_dir, config_name=config_name,
+                files=files, writes=writes,
+            )  # fmt: skip
+            checked.expanded = {all_folds: folds}
+            return checked
         if swept and not multirun:
             o = swept[0]
             raise InputError(
@@ -203,9 +217,20 @@ def _expand_sweep(
 ) -> list[list[str]]:
     """The override lists of a basic-sweeper grid (config-declared params, then the CLI's).
 
-    Other sweepers (Optuna) draw their own points: only the fixed part is checked up front.
+    Optuna draws its own points: the fixed part is checked, and each searched key at the
+    ends of its range (:func:`dlexp.config.sweeper.check_optuna_sweep`).
     """
     sweeper = base.hydra.sweeper
+    if sweeper.get("_target_") == OPTUNA_SWEEPER:
+        swept = [line for line in overrides if line not in fixed]  # join the search space
+        checkpoint = OmegaConf.select(base, "callbacks.model_checkpoint")
+        try:
+            ends = check_optuna_sweep(sweeper, checkpoint, swept)
+        except DlexpError:
+            raise
+        except Exception as exc:  # Hydra's grammar errors in hydra.sweeper.params
+            raise InputError(f"hydra.sweeper.params: {first_line(str(exc))}") from None
+        return [fixed, *([*fixed, end] for end in ends)]
     if not _is_grid(base):
         return [fixed]
     declared = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]

@@ -20,7 +20,8 @@ from dlexp.io import read_json
 from dlexp.rundir import LOCK_NAME
 
 KEEP_ON_RESTART = {".hydra", "train.log", "attempts", LOCK_NAME}
-STATUSES = ("running", "completed", "failed", "diverged", "interrupted")
+STATUSES = ("running", "completed", "failed", "diverged", "interrupted", "pruned")
+FINISHED = ("completed", "pruned")  # kept as they are (a pruned Optuna trial is an ending)
 # the fields of metrics.json that resume reads, and their types
 RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
     "overrides": list,
@@ -45,9 +46,10 @@ class ResumePlan:
 
     @property
     def skip(self) -> bool:
-        """A completed run that is not being extended (more epochs): kept as it is."""
-        completed = bool(self.previous) and self.previous.get("status") == "completed"
-        return completed and self.checkpoint is None
+        """A completed (or pruned) run that is not being extended (more epochs): kept as
+        it is."""
+        finished = bool(self.previous) and self.previous.get("status") in FINISHED
+        return finished and self.checkpoint is None
 
 
 def run_dir_of(value: str) -> Path:
@@ -118,7 +120,7 @@ def plan_resume(run_dir: Path, extend: bool = False) -> ResumePlan:
     plan = ResumePlan(previous=previous)
     last = run_dir / "checkpoints" / "last.ckpt"
     status = previous.get("status")
-    if status == "completed" and not (extend and last.is_file()):
+    if status == "pruned" or (status == "completed" and not (extend and last.is_file())):
         return plan
     if status in ("interrupted", "running", "completed") and last.is_file():
         from dlexp.checkpoints import safe_load

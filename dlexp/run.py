@@ -29,10 +29,10 @@ from dlexp.console import set_verbose
 from dlexp.data import build_datamodule
 from dlexp.distributed import job_scope
 from dlexp.errors import InputError, RunDiverged, RunInterrupted, TrainingError
-from dlexp.guards import DivergenceGuard, InterruptCheckpoint, InterruptHandler, RngStateCheckpoint
+from dlexp.guards import DivergenceGuard, InterruptCheckpoint, InterruptHandler
 from dlexp.inspect.callbacks import LayerPictures, fixed_images
 from dlexp.io import atomic_write_text, remove_stale_temps
-from dlexp.loggers import SampleImages, build_loggers, log_final_hparams
+from dlexp.loggers import SampleImages, build_loggers, log_final_hparams, log_run_config
 from dlexp.loss import ClassificationLoss
 from dlexp.models import build_model, fit_to_data
 from dlexp.module import ClassificationModule
@@ -43,6 +43,8 @@ from dlexp.resized_schedule import ResizedSchedule
 from dlexp.resume import ResumePlan, plan_resume
 from dlexp.resume_contract import resume_changes
 from dlexp.run_config import inside
+from dlexp.throughput import TrainingThroughput, macs_per_image
+from dlexp.tracking import tracked
 from dlexp.trainer import build_trainer
 from dlexp.transfer.setup import prepare_transfer
 from dlexp.tta import build_tta, tta_record
@@ -50,14 +52,22 @@ from dlexp.tta import build_tta, tta_record
 log = logging.getLogger(__name__)
 
 
-def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | None = None) -> dict:
+def train(
+    cfg: Config,
+    run_dir: Path,
+    overrides: list[str],
+    plan: ResumePlan | None = None,
+    pruning: pl.Callback | None = None,
+) -> dict:
     """Train and test one configuration in ``run_dir``; return the ``metrics.json`` record.
 
     Bad input found while building (missing data, impossible model) raises before anything
     is written. Once training started, every ending is recorded: ``completed``, ``failed``,
-    ``diverged`` (non-finite loss) or ``interrupted`` (SIGINT/SIGTERM). With ``resume`` set,
-    a run already in ``run_dir`` is continued (see :mod:`dlexp.resume`); a DDP worker gets its
-    rank 0's ``plan`` instead. Only global rank 0 writes files (see :mod:`dlexp.distributed`).
+    ``diverged`` (non-finite loss), ``interrupted`` (SIGINT/SIGTERM) or ``pruned`` (an Optuna
+    trial stopped by ``pruning``, a :class:`dlexp.pruning.TrialPruning`; not tested). With
+    ``resume`` set, a run already in ``run_dir`` is continued (see :mod:`dlexp.resume`); a DDP
+    worker gets its rank 0's ``plan`` instead. Only global rank 0 writes files (see
+    :mod:`dlexp.distributed`).
     """
     changes: dict[str, list] = {}
     if plan is None:  # (a DDP worker gets its rank 0's plan)
@@ -103,10 +113,12 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
     interrupts = InterruptHandler()
     resume_step = plan.global_step if plan.checkpoint else None
     loggers = build_loggers(cfg.logger, run_dir, resume_step=resume_step)
-    callbacks = build_callbacks(cfg.callbacks, run_dir, with_logger=bool(loggers))
+    configured = build_callbacks(cfg.callbacks, run_dir, with_logger=bool(loggers))
+    throughput = TrainingThroughput()
     own = [  # the guard first: a diverged epoch ends before anything records it
         DivergenceGuard(every=cfg.trainer.log_every_n_steps),
         history,
+        throughput,
         ConfusionMatrixReport(run_dir, datamodule.class_names),
         LayerPictures(run_dir, fixed_images(datamodule.test_split)),
         InterruptCheckpoint(run_dir / "checkpoints" / "interrupted.ckpt", interrupts),
@@ -115,9 +127,12 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
         own.append(SampleImages())
     if cfg.trainer.enable_model_summary and not cfg.verbose:
         own.append(LayerSummary())  # (verbose: Lightning's summary of every submodule)
-    callbacks += [CallbackGroup(own), RngStateCheckpoint(), *transfer.callbacks]
+    others = [*configured, *transfer.callbacks]
     if plan.checkpoint is not None and "trainer.max_epochs" in changes:
-        callbacks.append(ResizedSchedule())
+        others.append(ResizedSchedule())
+    if pruning is not None:
+        others.append(pruning)
+    callbacks = CallbackGroup.gather(own, others)  # one Lightning call per hook for most
     trainer = build_trainer(
         cfg.trainer,
         callbacks=callbacks,
@@ -157,18 +172,24 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
         done = len(history.rows)
         record.save(status="interrupted", epochs=done, last_completed_epoch=done, **why)
 
-    with interrupts, job_scope(trainer):
+    with interrupts, job_scope(trainer), tracked(loggers, cfg.logger, record, run_dir):
         try:
             record.save(**running)
+            log_run_config(loggers, cfg)  # (rank 0 logs)
             trainer.fit(module, datamodule=datamodule, ckpt_path=plan.checkpoint, weights_only=True)
             stopped = stop_record(trainer, callbacks)
             best_path = checkpoint.best_model_path if checkpoint else ""
-            tested = trainer.test(
-                module,
-                datamodule=datamodule,
-                ckpt_path=best_path or None,
-                verbose=False,
-                weights_only=True,
+            pruned = getattr(pruning, "pruned_at", None)
+            tested = (
+                None
+                if pruned
+                else trainer.test(
+                    module,
+                    datamodule=datamodule,
+                    ckpt_path=best_path or None,
+                    verbose=False,
+                    weights_only=True,
+                )
             )
         except RunInterrupted as exc:
             interrupts.seen()
@@ -200,7 +221,8 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
         monitor, mode = (checkpoint.monitor, checkpoint.mode) if checkpoint else ("val/loss", "min")
         best = history.best(monitor, mode) or {}
         record.save(
-            status="completed",
+            status="pruned" if pruned else "completed",
+            **({"pruned_at_epoch": pruned} if pruned else {}),
             epochs=len(history.rows),
             best_epoch=best.get("epoch"),
             monitor={"metric": monitor, "mode": mode},
@@ -210,6 +232,8 @@ def train(cfg: Config, run_dir: Path, overrides: list[str], plan: ResumePlan | N
             test_tta=tta_record(cfg.test, cfg.data.flip_ok),
             best_checkpoint=inside(best_path, run_dir),
             first_step_at=history.first_step_at,
+            throughput=throughput.record(),
+            macs_per_image=macs_per_image(cfg.model, datamodule),  # (here: not in the startup)
         )
     log_final_hparams(loggers, cfg, record.data)
     return record.data

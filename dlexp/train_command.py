@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from dlexp.config.sweeper import OPTUNA_SWEEPER
 from dlexp.errors import (
     EXIT_BAD_INPUT,
     EXIT_OK,
@@ -67,6 +68,7 @@ def train_command(args: list[str]) -> int:
         config_name=parsed.config_name or "config",
         writes=not parsed.cfg,
     )
+    args = [checked.expanded.get(a, a) for a in args]  # data.fold=all: every fold
     if parsed.cfg:  # print the composed config, run nothing
         _run_hydra(args, lambda cfg: None)
         return EXIT_OK
@@ -97,7 +99,7 @@ def train_command(args: list[str]) -> int:
     if checked.multirun:
         # Launchers that run jobs in other processes (joblib, SLURM) report through the disk.
         statuses = [row["status"] for row in SweepSummary.last_rows] or statuses
-    failed = [s for s in statuses if s not in ("completed",)]
+    failed = [s for s in statuses if s not in ("completed", "pruned")]
     if checked.multirun and statuses:
         from dlexp.reports.summary import count_statuses
 
@@ -160,12 +162,10 @@ def resume_sweep_command(args: list[str]) -> int:
         )
     from omegaconf import OmegaConf
 
-    task = [
-        o
-        for o in OmegaConf.load(saved).hydra.overrides.task
-        if not o.startswith(("resume=", "overwrite="))
-    ]
-    return train_command(["-m", *task, f"hydra.sweep.dir={sweep_dir}", "resume=auto"])
+    given = OmegaConf.load(saved).hydra.overrides  # the command line: Hydra's keys and the task's
+    hydra_keys = [o for o in given.hydra if not o.startswith("hydra.sweep.dir=")]
+    task = [o for o in given.task if not o.startswith(("resume=", "overwrite="))]
+    return train_command(["-m", *hydra_keys, *task, f"hydra.sweep.dir={sweep_dir}", "resume=auto"])
 
 
 def _run_hydra(args: list[str], task: Callable, checked=None) -> None:
@@ -236,7 +236,7 @@ def _train_job(cfg, checked, statuses: list[str]) -> float:
     try:
         # checked up front; a job a launcher runs in another process is typed here
         config = checked.config_for(overrides) or to_config(cfg)
-        record = train(config, run_dir, overrides)
+        record = train(config, run_dir, overrides, pruning=_trial_pruning(hydra_cfg))
         statuses.append(record["status"])
         if rank_zero_only.rank == 0:
             for line in run_summary(record, run_dir, multirun=multirun):
@@ -265,3 +265,12 @@ def _train_job(cfg, checked, statuses: list[str]) -> float:
             run_dir / "metrics.json", {"status": status, "error": error, "overrides": overrides}
         )
     return float("nan")
+
+
+def _trial_pruning(hydra_cfg):
+    """The pruning callback of a job of dlexp's Optuna sweeper (None for other jobs)."""
+    if hydra_cfg.sweeper.get("_target_") != OPTUNA_SWEEPER:
+        return None  # (other sweeps need no Optuna installed)
+    from dlexp.pruning import trial_pruning
+
+    return trial_pruning(hydra_cfg)

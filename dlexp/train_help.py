@@ -21,6 +21,15 @@ Every job is checked before anything is created: bad input is one line and exit 
   --hydra-help    Hydra's own flags (launchers, sweepers, shell completion)
   resume=<dir>    continue a run in its own directory
   overwrite=true  train into a directory that is not empty (its contents go to attempts/<n>/)
+  -m data.folds=5 data.fold=all
+                  k-fold cross-validation: one job per fold, each validated on its fold
+                  (dlexp report: mean ± std over the folds)
+  +hparams_search=lenet5_optuna
+                  an Optuna search: hydra.sweeper.n_trials=20, hydra.sweeper.pruner=
+                  median|hyperband|none (keys: dlexp/config/sweeper.py); dlexp resume-sweep
+                  <sweep dir> continues an interrupted one up to n_trials
+  logger=[tensorboard,mlflow]  several loggers at once (mlflow and wandb are extras:
+                  pip install 'dlexp[mlflow]', 'dlexp[wandb]'; README: Loggers)
 
 Keys and defaults of each group: dlexp/config/<group>.py, or --cfg job.
 """

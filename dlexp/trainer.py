@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
 from lightning_fabric.utilities.exceptions import MisconfigurationException
+from pytorch_lightning.profilers import PassThroughProfiler
 
 from dlexp.config.trainer import FREE_GPU, TrainerConfig
 from dlexp.distributed import claim_free_gpu, strategy_for
@@ -24,6 +26,20 @@ class _DropAdvertisements(logging.Filter):
 
 
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropAdvertisements())
+
+_NOTHING = contextlib.nullcontext()
+
+
+class NoProfiler(PassThroughProfiler):
+    """Lightning's default profiler (it records nothing) without its per-call context manager.
+
+    Lightning wraps every hook call, batch fetch and optimizer step in ``profiler.profile``:
+    about 100 times a training step, each a fresh generator-based context manager. This one
+    returns one shared no-op context.
+    """
+
+    def profile(self, action_name: str) -> contextlib.AbstractContextManager:
+        return _NOTHING
 
 
 def build_trainer(
@@ -58,6 +74,7 @@ def build_trainer(
             logger=loggers or False,
             default_root_dir=str(run_dir),
             plugins=[AtomicCheckpointIO()],
+            profiler=NoProfiler(),
         )
     except (MisconfigurationException, ImportError, TypeError, ValueError) as exc:  # no GPU…
         raise InputError(f"trainer: {' '.join(str(exc).split())}") from None

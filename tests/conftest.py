@@ -32,6 +32,14 @@ atexit.register(shutil.rmtree, _CACHES, ignore_errors=True)
 os.environ["MPLCONFIGDIR"] = os.path.join(_CACHES, "matplotlib")
 os.environ["TORCH_HOME"] = os.path.join(_CACHES, "torch")
 os.environ["XDG_CACHE_HOME"] = os.path.join(_CACHES, "cache")
+os.environ["XDG_CONFIG_HOME"] = os.path.join(_CACHES, "config")
+# The trackers (logger=mlflow, logger=wandb) keep their settings and caches there too, and
+# send no usage telemetry: tests never reach the network.
+for _var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+    os.environ[_var] = os.path.join(_CACHES, "wandb")
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["DO_NOT_TRACK"] = "true"
+os.environ.pop("WANDB_MODE", None)  # logger=wandb's own default (offline) is what is tested
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent

@@ -40,6 +40,16 @@ BAD_TRAIN_LINES = [
     (["optimizer=adagrad"], "optimizer=adagrad: no such option in group 'optimizer'"),
     (["seed=[1"], "seed=[1: cannot parse this override"),
     (["model.dropout=0,0.5"], "a list of values is a sweep; add -m/--multirun"),
+    # k-fold cross-validation
+    (["data.fold=1"], "data.fold=1: needs data.folds=<k>, the number of folds"),
+    (["data.folds=1", "data.fold=0"], "data.folds=1: must be >= 2"),
+    (["data.folds=5"], "data.folds=5: needs data.fold=<0..4>, the fold to validate on"),
+    (["data.folds=5", "data.fold=5"], "data.fold=5: must be < data.folds=5: 0 to 4"),
+    (["data.folds=5", "data.fold=-1"], "data.fold=-1: must be >= 0"),
+    (["data.folds=5", "data.fold=all"], "data.fold=all: is one job per fold: add -m/--multirun"),
+    (["-m", "data.fold=all"], "data.fold=all: needs data.folds=<k>, one number of folds for"),
+    (["-m", "data.folds=3,5", "data.fold=all"], "data.fold=all: needs data.folds=<k>"),
+    (["-m", "data.folds=3", "data.fold=1,3"], "data.fold=3: must be < data.folds=3: 0 to 2"),
     (["+seed=3"], "+seed: the key exists already"),
     (["trainer.precision=8"], "trainer.precision=8: must be one of: 32"),
     (
@@ -55,7 +65,16 @@ BAD_TRAIN_LINES = [
     ),
     (["augment=extreme"], "augment=extreme: no such option in group 'augment'"),
     (["augment.mixup_alpha=-1"], "augment.mixup_alpha=-1.0: must be >= 0"),
-    (["logger=wandb"], "logger=wandb: no such option in group 'logger'; available: csv, none"),
+    (
+        ["logger=comet"],
+        "logger=comet: no such option in group 'logger'; available: csv, mlflow, none, "
+        "tensorboard, wandb",
+    ),
+    (["logger.wandb.mode=live"], "logger.wandb: unknown key 'logger.wandb'"),  # not selected
+    (
+        ["logger=wandb", "logger.wandb.mode=live"],
+        "logger.wandb.mode=live: must be one of: offline, online, disabled",
+    ),
     (
         ["callbacks=early_stopping", "callbacks.early_stopping.patience=-1"],
         "callbacks.early_stopping.patience=-1: must be >= 1",
@@ -104,6 +123,23 @@ BAD_TRAIN_LINES = [
     (
         ["data=cifar10", "data.root={tmp}/missing", "data.download=false"],
         "data.root={tmp}/missing: CIFAR10 not found in {tmp}/missing/cifar-10-batches-py",
+    ),
+    # the Optuna sweeper: its keys, the objective's direction, the ends of the search space
+    (
+        ["+hparams_search=lenet5_optuna", "hydra.sweeper.pruner=asha"],
+        "hydra.sweeper.pruner=asha: must be one of: median, hyperband, none",
+    ),
+    (
+        ["+hparams_search=lenet5_optuna", "hydra.sweeper.direction=minimize"],
+        "hydra.sweeper.direction=minimize: must be maximize: the objective, val/acc",
+    ),
+    (
+        ["+hparams_search=lenet5_optuna", "model.dropout=interval(0.0, 1.5)"],
+        "model.dropout=1.5: must be a rate in [0, 1)",
+    ),
+    (
+        ["+hparams_search=lenet5_optuna", "optimizer.lr=interval(0.01, 0.001)"],
+        "optimizer.lr='interval(0.01, 0.001)': a search interval needs low < high",
     ),
 ]
 

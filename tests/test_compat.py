@@ -450,3 +450,69 @@ def test_ddp_strategy_takes_its_launcher_from_make_launcher(tmp_path):
     )
     assert len(made) == 1 and trainer.strategy.launcher is made[0]
     assert made[0].cluster_environment is not None and made[0].num_processes == 2
+
+
+def test_light_hook_module_sees_every_attribute_lightning_sets_in_a_step(tmp_path):
+    """Lightning sets only HOOK_BOOKKEEPING on the module in a step, and self.log reads it."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from dlexp.compat.lightning import HOOK_BOOKKEEPING, LightHookModule
+
+    set_in_steps: list[str] = []
+
+    class Tiny(LightHookModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 2)
+            self.stepping = False
+
+        def __setattr__(self, name, value):
+            if getattr(self, "stepping", False):
+                set_in_steps.append(name)
+            super().__setattr__(name, value)
+
+        def on_train_batch_start(self, batch, batch_idx):
+            object.__setattr__(self, "stepping", True)
+
+        def training_step(self, batch, batch_idx):
+            loss = torch.nn.functional.cross_entropy(self.layer(batch[0]), batch[1])
+            self.log("train/loss", loss, on_step=True, on_epoch=False)  # reads the hook name
+            return loss
+
+        def on_train_batch_end(self, outputs, batch, batch_idx):
+            object.__setattr__(self, "stepping", False)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = TensorDataset(torch.randn(8, 4), torch.randint(0, 2, (8,)))
+    module = Tiny()
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(module, DataLoader(data, batch_size=4))
+    assert set_in_steps and set(set_in_steps) <= HOOK_BOOKKEEPING
+    assert "train/loss" in trainer.callback_metrics
+    # a plain attribute, not one of the module's parameters, buffers or submodules
+    assert "_current_fx_name" in vars(module) and isinstance(module.layer, torch.nn.Linear)
+
+
+def test_running_trial_is_the_live_trial_of_that_number(tmp_path):
+    """dlexp.compat.optuna.running_trial: a job's reports land on its own trial."""
+    import optuna
+
+    from dlexp.compat.optuna import running_trial
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", study_name="s")
+    first, second = study.ask(), study.ask()
+    reopened = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
+    again = running_trial(reopened, 1)
+    assert isinstance(again, optuna.trial.Trial) and again.number == second.number == 1
+    again.report(0.25, step=1)
+    study.tell(first, 0.5)
+    assert study.trials[1].intermediate_values == {1: 0.25}
+    assert study.trials[0].intermediate_values == {}
+    with pytest.raises(LookupError):
+        running_trial(study, 7)

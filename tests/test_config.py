@@ -77,12 +77,14 @@ def test_composed_and_saved_configs_type_the_same():
         ["model=mlp", "model.hidden_sizes=[32]", "scheduler=cosine", "augment=strong"],
         ["transfer=gradual", f"transfer.source={REPO}", "callbacks=early_stopping"],
         ["data=imagefolder", f"data.root={REPO}", "trainer=ddp", "optimizer=adamw"],
+        ["logger=[tensorboard,csv,mlflow,wandb]", "+logger.mlflow.tags.team=vision"],
     ):
         config = compose_config(*overrides)
         assert isinstance(config, Config)
         again = to_config(OmegaConf.create(to_yaml(config)))
         assert again == config, overrides
         assert type(again.model) is type(config.model) and type(again.data) is type(config.data)
+        assert [type(v) for v in again.logger.values()] == [type(v) for v in config.logger.values()]
 
 
 def test_every_group_node_is_its_options_schema():
@@ -195,6 +197,10 @@ def probe(tmp_path: Path, *args: str) -> tuple[int, list[str], str]:
         (["train", "-m", "+experiment=batchnorm", "data=cifar10", "data.root={tmp}/none",
           "data.download=false"], 2, "CIFAR10 not found in {tmp}/none/cifar-10-batches-py"),
         (["eval", "ckpt={tmp}/none"], 2, "ckpt={tmp}/none: no such file or directory"),
+        (["train", "-m", "data.folds=3", "data.fold=all", "model.dropout=2"], 2,
+         "model.dropout=2: must be a rate in [0, 1)"),
+        (["train", "-m", "data.folds=3", "data.fold=all", "data.folds=1"], 2,
+         "data.folds=1: must be >= 2"),
     ],
 )  # fmt: skip
 def test_help_print_and_config_errors_import_neither_torch_nor_lightning(

@@ -32,7 +32,7 @@ GRIDS = {
     "early_stopping": (["callbacks", "seed"], 6),
     "activations": (["model.activation"], 4),
     "pooling": (["model.pooling", "seed"], 6),
-    "architectures": (["model"], 3),
+    "architectures": (["model", "seed"], 6),
     "plain_vs_residual": (["model", "model.residual"], 4),
     "data_size": (["data.train_samples"], 4),
     "seeds": (["seed"], 5),
@@ -41,6 +41,9 @@ GRIDS = {
     "speedrun_cifar10": ([], 1),
     "speedrun_mnist": ([], 1),
 }
+
+# The experiments whose effect shows on real images only (README: Measured on digits).
+DATASETS = {"architectures": "mnist", "pooling": "fashion_mnist"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -97,7 +100,7 @@ def test_course_experiment_composes_into_its_grid(name):
     assert len({_fingerprint(c) for c in configs}) == jobs  # every point differs
     for key in keys:
         assert len({str(OmegaConf.select(to_dictconfig(c), key)) for c in configs}) > 1, key
-    assert all(c.data.name == "digits" for c in configs)
+    assert {c.data.name for c in configs} == {DATASETS.get(name, "digits")}
 
 
 @pytest.mark.parametrize("name", ["transfer_mnist_pretrain", "transfer_mnist"])
@@ -124,7 +127,10 @@ def test_sweep_values_are_the_documented_ones():
     assert values("batchnorm", "optimizer.lr") == ["0.01", "0.05", "0.3"]
     assert values("batchnorm", "model.norm") == ["batch", "none"]
     assert values("plain_vs_residual", "model.residual") == ["False", "True"]
-    assert values("architectures", "model.name") == ["lenet5", "mlp", "resnet20"]
+    assert values("architectures", "model.name") == ["lenet5", "mlp"]
+    assert values("architectures", "data.train_samples") == ["5000"]
+    assert values("pooling", "model.pooling") == ["avg", "max"]
+    assert values("pooling", "data.train_samples") == ["5000"]
     assert values("data_size", "data.train_samples") == ["100", "1000", "300", "None"]
     assert values("l2", "regularization.l2") == ["0.0", "1.0", "10.0", "100.0", "1000.0"]
 
@@ -145,6 +151,14 @@ def test_glob_selects_every_experiment_once_and_mnist_is_one_override():
     assert dropout[0].model.dropout == 0.0  # the model's default, not the grid's values
     assert {c.data.name for c in configs} == {"mnist"}
     assert all(c.data.image_size is None for c in configs)
+
+
+def test_architectures_grid_takes_more_models_from_the_command_line():
+    """The header's advice for a GPU: the command line's ``model=`` replaces the file's."""
+    configs = compose("+experiment=architectures", "model=mlp,lenet5,resnet20")
+    assert len(configs) == 9
+    assert sorted({c.model.name for c in configs}) == ["lenet5", "mlp", "resnet20"]
+    assert {c.data.name for c in configs} == {"mnist"}
 
 
 @pytest.mark.parametrize("name", ["data_size", "plain_vs_residual"])

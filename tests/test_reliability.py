@@ -200,3 +200,21 @@ def test_an_unwritable_sweep_dir_fails_before_any_job(tmp_path, place):
     assert done.returncode == 2, done.stderr
     err = done.stderr.strip().splitlines()
     assert len(err) == 1 and f"hydra.sweep.dir={place}: cannot write there" in err[0]
+
+
+def test_checkpoints_carry_rng_states_and_older_ones_are_still_read():
+    """The states travel in the module's checkpoint hooks; a checkpoint written when a callback
+    kept them (``callbacks.RngStateCheckpoint``) restores them too, and loses that entry (so
+    Lightning does not ask for the callback)."""
+    from dlexp.guards import OLD_RNG_STATES_KEY, RNG_STATES_KEY, restore_rng_states, save_rng_states
+
+    checkpoint: dict = {}
+    save_rng_states(checkpoint)
+    expected = torch.rand(3)
+    restore_rng_states(checkpoint)
+    assert torch.equal(torch.rand(3), expected)
+
+    older = {"callbacks": {OLD_RNG_STATES_KEY: checkpoint[RNG_STATES_KEY], "other": {}}}
+    restore_rng_states(older)
+    assert torch.equal(torch.rand(3), expected)
+    assert older["callbacks"] == {"other": {}}

@@ -121,9 +121,9 @@ def test_a_diverged_run_stops_within_log_every_n_steps_naming_the_first_bad_step
 
 def test_a_callback_group_calls_each_hook_on_its_implementers_in_order():
     import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelSummary, Timer
 
     from dlexp.callbacks import CallbackGroup
-    from dlexp.guards import RngStateCheckpoint
 
     calls = []
 
@@ -149,5 +149,26 @@ def test_a_callback_group_calls_each_hook_on_its_implementers_in_order():
     # hooks no member implements stay Lightning's no-op: one call, nothing done
     assert type(group).on_validation_batch_end is pl.Callback.on_validation_batch_end
     assert "on_validation_batch_end" not in vars(group)
-    with pytest.raises(ValueError, match="RngStateCheckpoint saves state"):
-        CallbackGroup([RngStateCheckpoint()])
+    with pytest.raises(ValueError, match="Timer saves state"):
+        CallbackGroup([Timer()])
+    with pytest.raises(ValueError, match="ModelSummary is found by its type"):
+        CallbackGroup([ModelSummary()])
+
+
+def test_gather_groups_what_can_join_and_keeps_the_rest_in_order():
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+
+    from dlexp.callbacks import CallbackGroup
+
+    class Own(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            pass
+
+    own, monitor = Own(), LearningRateMonitor()
+    best, stopper = ModelCheckpoint(monitor="val/acc", mode="max"), EarlyStopping("val/loss")
+    gathered = CallbackGroup.gather([own], [best, monitor, stopper])
+    # the checkpoint and early stopping are found by Lightning by their type (and save state)
+    assert gathered[1:] == [best, stopper]
+    assert isinstance(gathered[0], CallbackGroup)
+    assert gathered[0].members == [own, monitor]

@@ -186,6 +186,22 @@ def test_report_groups_seeds_into_mean_std_n(tmp_path):
     assert "**Best test/acc: model.dropout=0.0**" in (tmp_path / "out" / "report.md").read_text()
 
 
+def test_report_groups_folds_and_seeds_like_seeds(tmp_path):
+    accs = {(fold, seed): 0.8 + 0.01 * fold + 0.002 * seed for fold in range(3) for seed in (0, 1)}
+    for lr in ("0.1", "0.01"):
+        for i, ((fold, seed), acc) in enumerate(accs.items()):
+            overrides = [f"optimizer.lr={lr}", "data.folds=3", f"data.fold={fold}", f"seed={seed}"]
+            _fake_run(tmp_path / "sweep" / f"{lr}_{i}", overrides, acc + float(lr))
+    build_report([tmp_path / "sweep"], tmp_path / "out")
+    with open(tmp_path / "out" / "groups.csv", newline="") as f:
+        groups = {r["optimizer.lr"]: r for r in csv.DictReader(f)}
+    assert set(groups) == {"0.1", "0.01"}  # neither the fold nor the seed is a factor
+    for lr, row in groups.items():
+        values = [acc + float(lr) for acc in accs.values()]
+        assert row["n"] == "6"  # 3 folds x 2 seeds
+        assert row["test/acc"] == f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
 def test_report_command_errors_are_one_line(tmp_path, capsys):
     from dlexp.cli import main
 
@@ -197,27 +213,6 @@ def test_report_command_errors_are_one_line(tmp_path, capsys):
     assert "nope: no such directory" in err[0]
     assert "--metric=val/zzz: must be one of: val/acc" in err[1]
     assert "the following arguments are required: paths" in err[2]
-
-
-def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
-    import yaml
-
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    code = run_inprocess(
-        "train",
-        "+hparams_search=lenet5_optuna",
-        "hydra.sweeper.n_trials=3",
-        f"hydra.sweeper.storage={storage}",
-        *QUICK,
-        cwd=tmp_path,
-    )
-    assert code == 0
-    sweep = only_sweep_dir(tmp_path)
-    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert set(results["best_params"]) == {"optimizer.lr", "data.batch_size", "model.dropout"}
-    jobs = [read_metrics(sweep / str(i)) for i in range(3)]
-    assert results["best_value"] == pytest.approx(max(m["best"]["val/acc"] for m in jobs))
-    assert (tmp_path / "optuna.db").stat().st_size > 0
 
 
 def test_launcher_configs_compose():

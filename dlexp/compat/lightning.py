@@ -12,20 +12,25 @@ Wrapped private APIs (each with a contract test in ``tests/test_compat.py``):
   (as :meth:`LauncherDDPStrategy.make_launcher`)
 * :class:`DescribedRichProgressBar`: ``RichProgressBar._get_train_description`` (as
   :meth:`DescribedRichProgressBar.epoch_description`)
+* :class:`LightHookModule`: ``LightningModule._current_fx_name``, the attribute Lightning sets
+  around every hook call
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytorch_lightning as pl
 from lightning_fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from pytorch_lightning.callbacks import RichProgressBar
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
 __all__ = [
+    "HOOK_BOOKKEEPING",
     "DescribedRichProgressBar",
     "LauncherDDPStrategy",
+    "LightHookModule",
     "ScriptLauncher",
     "collect_rng_states",
     "set_rng_states",
@@ -49,6 +54,26 @@ def set_rng_states(states: dict[str, Any]) -> None:
     Wraps ``lightning_fabric.utilities.seed._set_rng_states``.
     """
     _set_rng_states(states)
+
+
+# what Lightning sets on the LightningModule around every hook call (a str or None)
+HOOK_BOOKKEEPING = frozenset({"_current_fx_name"})
+
+
+class LightHookModule(pl.LightningModule):
+    """A LightningModule whose per-hook bookkeeping bypasses ``nn.Module.__setattr__``.
+
+    Lightning sets ``_current_fx_name`` before and after every hook it calls, about 50 times a
+    training step; ``nn.Module.__setattr__`` first checks each value against parameters,
+    buffers and submodules (two metaclass ``isinstance`` calls). A plain object attribute is
+    the same thing for a str or None, at a fraction of the cost.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in HOOK_BOOKKEEPING:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
 
 class ScriptLauncher(_SubprocessScriptLauncher):

@@ -37,6 +37,9 @@ class DataConfig:
     ``dataloader`` a torch DataLoader with ``num_workers`` worker processes.
     ``normalize``: input statistics of the training split (``standardize``: mean/std per
     channel, ``minmax``: to [0, 1], ``none``: raw [0, 1] pixels).
+    ``folds``/``fold``: k-fold cross-validation: the training split (what is left after the
+    test split) in ``folds`` stratified folds drawn from ``seed``; fold ``fold`` validates, the
+    others train (``val_fraction`` is then unused). ``-m data.fold=all`` runs every fold.
     """
 
     native_size: ClassVar[int] = 28
@@ -54,8 +57,11 @@ class DataConfig:
     classes: list[int] | None = param(None, ge=0, each=True)  # keep only these classes
     train_samples: int | None = param(None, ge=1)  # subsample the training split
     train_samples_per_class: int | None = param(None, ge=1)
+    folds: int | None = param(None, ge=2)  # k-fold cross-validation: k folds of the train split
+    fold: int | None = param(None, ge=0)  # the fold validated on; the other folds train
 
     def check(self, key: str) -> None:
+        _check_folds(self, key)
         if self.classes is not None and (
             len(self.classes) < 2 or len(set(self.classes)) != len(self.classes)
         ):
@@ -80,6 +86,22 @@ class DataConfig:
         """The shape this config gives, known without loading (or downloading) anything."""
         classes = len(self.classes) if self.classes is not None else self.native_num_classes
         return DataShape(self.native_channels, self.image_size or self.native_size, classes)
+
+
+def _check_folds(cfg: DataConfig, key: str) -> None:
+    if cfg.fold is not None and cfg.folds is None:
+        raise ConfigError(f"{key}.fold", cfg.fold, f"needs {key}.folds=<k>, the number of folds")
+    if cfg.folds is not None and cfg.fold is None:
+        raise ConfigError(
+            f"{key}.folds",
+            cfg.folds,
+            f"needs {key}.fold=<0..{cfg.folds - 1}>, the fold to validate on "
+            f"(or -m {key}.fold=all: one job per fold)",
+        )
+    if cfg.folds is not None and cfg.fold >= cfg.folds:
+        raise ConfigError(
+            f"{key}.fold", cfg.fold, f"must be < {key}.folds={cfg.folds}: 0 to {cfg.folds - 1}"
+        )
 
 
 def _check_fractions(cfg: DataConfig, key: str, what: str) -> None:

@@ -22,10 +22,12 @@ from dlexp.config.augment import AUGMENT_LEVELS, AugmentConfig
 from dlexp.config.callbacks import CALLBACK_SCHEMAS
 from dlexp.config.data import DATA_SCHEMAS, DataConfig
 from dlexp.config.fields import param, validate
+from dlexp.config.logger import LOGGER_SCHEMAS
 from dlexp.config.model import MODEL_SCHEMAS
 from dlexp.config.model_base import ModelConfig
 from dlexp.config.optimizer import OPTIMIZER_SCHEMAS, OptimizerConfig
 from dlexp.config.scheduler import SCHEDULER_SCHEMAS, SchedulerConfig
+from dlexp.config.sweeper import OptunaSweeperConfig
 from dlexp.config.test import TestConfig
 from dlexp.config.trainer import TrainerConfig
 from dlexp.config.transfer import TRANSFER_SCHEMAS, TransferConfig
@@ -119,6 +121,13 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
 }
 
 
+# Groups of named entries (several at once): the schemas of their documented entries.
+ENTRY_SCHEMAS: dict[str, dict[str, type]] = {
+    "callbacks": CALLBACK_SCHEMAS,
+    "logger": LOGGER_SCHEMAS,
+}
+
+
 def _schema_of(group: str, node: Any) -> type:
     """The schema of a saved group node, from its option name (optimizers: ``_target_``)."""
     schemas = GROUP_SCHEMAS[group]
@@ -148,10 +157,11 @@ def to_config(cfg: DictConfig, *, check: bool = True) -> Config:
                 typed[group] = OmegaConf.merge(
                     OmegaConf.structured(_schema_of(group, cfg[group])), cfg[group]
                 )
-        callbacks = cfg.get("callbacks") or {}
-        for name, schema in CALLBACK_SCHEMAS.items():  # the documented callbacks, by entry name
-            if isinstance(callbacks.get(name), DictConfig):
-                callbacks[name] = OmegaConf.merge(OmegaConf.structured(schema), callbacks[name])
+        for group, schemas in ENTRY_SCHEMAS.items():  # the documented entries, by their names
+            entries = cfg.get(group) or {}
+            for name, schema in schemas.items():
+                if isinstance(entries.get(name), DictConfig):
+                    entries[name] = OmegaConf.merge(OmegaConf.structured(schema), entries[name])
         rest = {k: v for k, v in cfg.items() if k not in GROUP_SCHEMAS and k != "hydra"}
         cfg = OmegaConf.merge(typed, rest)
     check_known_keys(cfg)
@@ -234,7 +244,8 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="dlexp_config", node=Config)
     cs.store(group="schema", name="trainer", node=TrainerConfig)
-    for group, schemas in (*GROUP_SCHEMAS.items(), ("callbacks", CALLBACK_SCHEMAS)):
+    cs.store(group="schema/hydra_sweeper", name="optuna", node=OptunaSweeperConfig)
+    for group, schemas in (*GROUP_SCHEMAS.items(), *ENTRY_SCHEMAS.items()):
         for name, schema in schemas.items():
             # an instance: its option name is part of the schema, not restated in YAML
             node = schema(name=name) if "name" in schema.__dataclass_fields__ else schema

@@ -1,7 +1,8 @@
 """The base of every dataset: splits, training-split statistics and loaders.
 
 A dataset subclass only loads its raw arrays (:meth:`ImageDataModule.load`). The base class
-carves stratified, seeded validation (and, where the source has none, test) splits, resizes
+carves stratified, seeded validation (and, where the source has none, test) splits, or with
+``data.folds`` validates on one of k stratified folds of the training split, resizes
 to ``data.image_size``, fits the :class:`InputNormalizer` on the training split and serves
 uint8 batches; normalization runs batched inside the model's forward.
 
@@ -35,7 +36,14 @@ from dlexp.data.augment import image_transform as augment_transform
 from dlexp.data.batch_augment import mirror_half
 from dlexp.data.memory import MemoryBatches, drops_single_last
 from dlexp.data.normalize import InputNormalizer
-from dlexp.data.splits import RawData, Split, select_classes, stratified_split, subsample
+from dlexp.data.splits import (
+    RawData,
+    Split,
+    fold_split,
+    select_classes,
+    stratified_split,
+    subsample,
+)
 from dlexp.errors import InputError
 
 
@@ -124,7 +132,8 @@ class ImageDataModule(pl.LightningDataModule):
 
     # -- Lightning hooks ------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        """Load; keep ``data.classes``; carve test/val; subsample train; resize; fit stats.
+        """Load; keep ``data.classes``; carve test, then val (or ``data.fold``); subsample
+        train; resize; fit stats.
 
         The order makes ``data.train_samples`` leave validation and test untouched, and the
         normalization statistics come from the training images actually used.
@@ -138,9 +147,12 @@ class ImageDataModule(pl.LightningDataModule):
         try:
             if test is None:
                 train, test = self.carve_test(train)
-            train, val = stratified_split(train, self.val_share(), self.seed)
+            if self.cfg.folds is None:
+                train, val = stratified_split(train, self.val_share(), self.seed)
         except ValueError as exc:  # e.g. a class with a single image
             raise InputError(f"data: cannot split the data by class: {exc}") from None
+        if self.cfg.folds is not None:  # k-fold cross-validation: validate on one fold
+            train, val = fold_split(train, self.cfg.folds, self.cfg.fold, self.seed)
         train = subsample(
             train,
             self.seed,

@@ -1,11 +1,13 @@
-"""Splits of a dataset: held-out splits, a subset of classes, stratified seeded subsamples."""
+"""Splits of a dataset: held-out splits, k-fold cross-validation folds, a subset of classes,
+stratified seeded subsamples."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from dlexp.errors import ConfigError
 
@@ -42,6 +44,34 @@ def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, S
         index.numpy(), test_size=fraction, stratify=split.labels.numpy(), random_state=seed
     )
     return split.subset(sorted(keep)), split.subset(sorted(take))
+
+
+def stratified_folds(labels: torch.Tensor, folds: int, seed: int) -> list[torch.Tensor]:
+    """The indices of each of ``folds`` folds of ``labels`` (a partition, sorted, each fold
+    with the class proportions of the whole), shuffled from ``seed`` (``data.folds``)."""
+    counts = torch.bincount(labels)
+    smallest = int(counts[counts > 0].min())
+    if smallest < folds:
+        raise ConfigError(
+            "data.folds",
+            folds,
+            f"must be <= {smallest}, the images of the smallest class in the training split "
+            "(every fold needs one of each class)",
+        )
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [
+        torch.as_tensor(np.sort(val), dtype=torch.long)
+        for _, val in splitter.split(np.zeros(len(labels)), labels.numpy())
+    ]
+
+
+def fold_split(split: Split, folds: int, fold: int, seed: int) -> tuple[Split, Split]:
+    """Fold ``fold`` of :func:`stratified_folds` as the validation part, the other folds as
+    the training part (``data.fold``)."""
+    held_out = stratified_folds(split.labels, folds, seed)[fold]
+    keep = torch.ones(len(split), dtype=torch.bool)
+    keep[held_out] = False
+    return split.subset(keep.nonzero().flatten()), split.subset(held_out)
 
 
 def select_classes(raw: RawData, classes: list[int]) -> RawData:

@@ -8,7 +8,9 @@ from dlexp.errors import EXIT_OK, ArgumentParser, ConfigError
 
 
 def report_command(args: list[str]) -> int:
-    """``dlexp report <sweep dir | run dirs…>``: summary, seed groups, plots and report.md."""
+    """``dlexp report <sweep dir | run dirs…>``: summary, seed groups, plots and report.md
+    (with accuracy against MACs, marker area = parameters, when the configurations differ
+    in cost)."""
     parser = ArgumentParser(prog="dlexp report", description=report_command.__doc__)
     parser.add_argument("paths", nargs="+", type=_user_path, help="a sweep dir or run dirs")
     parser.add_argument(

@@ -1,9 +1,12 @@
 """``dlexp report``: the answer of a sweep as tables and plots, readable without TensorBoard.
 
-Replicates (runs that differ only in ``seed``) are grouped into mean ± std (and n).
+Replicates (runs that differ only in ``seed`` and ``data.fold``: seeds, cross-validation
+folds, or folds x seeds) are grouped into mean ± std (and n).
 Writes into the output dir: ``summary.csv``/``summary.md`` (one row per run), ``groups.csv``,
 ``learning_curves.png``, ``final_metric.png``, ``heatmap.png`` (for a two-factor grid),
-``gradient_flow.png`` (for runs that recorded it) and ``report.md`` embedding them.
+``architectures.png``/``.csv`` (for configurations of different cost: see
+:mod:`dlexp.reports.architecture`), ``gradient_flow.png`` (for runs that recorded it) and
+``report.md`` embedding them.
 """
 
 from __future__ import annotations
@@ -16,15 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlexp.io import atomic_write_text
+from dlexp.reports.architecture import write_architecture_report
 from dlexp.reports.runs import Run, find_runs, varying_keys
 from dlexp.reports.summary import METRIC_COLUMNS, markdown_table, print_table, write_summary
 
-REPLICATE_KEYS = ("seed",)
+REPLICATE_KEYS = ("seed", "data.fold")  # replicates: mean ± std over them
 
 
 @dataclass
 class Group:
-    """Runs of one configuration (all factors equal but the seed)."""
+    """Runs of one configuration (all factors equal but the seed and the fold)."""
 
     factors: dict[str, str]
     runs: list[Run]
@@ -56,7 +60,7 @@ class Group:
 
 
 def group_runs(runs: list[Run]) -> tuple[list[str], list[Group]]:
-    """The factors of the sweep (varying keys but the seed) and the runs grouped by them."""
+    """The factors of the sweep (varying keys but seed and fold) and the runs grouped by them."""
     factors = [k for k in varying_keys(runs) if k not in REPLICATE_KEYS]
     groups: dict[tuple, Group] = {}
     for run in runs:
@@ -138,7 +142,7 @@ def build_report(
     if best is not None:
         mean, std, n = best.stats(metric)
         lines += ["", f"**Best {metric}: {best.label}** — {mean:.4f} ± {std:.4f} (n={n})."]
-    lines += ["", "## Configurations (mean ± std over seeds)", "", markdown_table(table)]
+    lines += ["", "## Configurations (mean ± std over seeds and folds)", "", markdown_table(table)]
     lines += [
         "val/* at the best epoch, test/* of its checkpoint, train/* at the last epoch;"
         " gap = train/acc - val/acc at the last epoch"
@@ -150,5 +154,9 @@ def build_report(
         + "\n"
     ]
     lines += [f"![{p.stem}]({p.name})\n" for p in images if p is not None]
+    lines += write_architecture_report(groups, metric, out_dir)  # when the sweep's costs differ
+    from dlexp.reports.optuna_report import optuna_sections
+
+    lines += optuna_sections(paths, out_dir)  # a sweep of the Optuna sweeper: its study
     lines += ["## Runs", "", markdown_table(rows)]
     return atomic_write_text(out_dir / "report.md", "\n".join(lines))

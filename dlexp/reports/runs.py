@@ -100,6 +100,9 @@ _RECORD_FIELDS: dict[str, tuple[type, ...]] = {
     "epochs": _NUMBER,
     "best_epoch": _NUMBER,
     "wall_seconds": _NUMBER,
+    "num_params": _NUMBER,
+    "macs_per_image": _NUMBER,
+    "throughput": (dict,),
 }
 
 

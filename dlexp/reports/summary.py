@@ -25,11 +25,12 @@ METRIC_COLUMNS = (
 
 
 # How a job ended, in the order the counts are shown; any other status is counted by its name.
-ENDINGS = ("diverged", "failed", "interrupted", "bad_input")
+ENDINGS = ("pruned", "diverged", "failed", "interrupted", "bad_input")
 
 
 def count_statuses(statuses: list[str]) -> str:
-    """``"1 of 4 completed, 2 diverged, 1 failed"``: every way a job ended, counted apart."""
+    """``"1 of 4 completed, 2 diverged, 1 failed"``: every way a job ended, counted apart
+    (``pruned``: an Optuna trial its pruner stopped early)."""
     counts: dict[str, int] = {}
     for status in statuses:
         if status != "completed":
@@ -101,7 +102,7 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
     for column in rows[0] if rows else []:
         table.add_column(column, justify="right" if column not in ("job", "status") else "left")
     for row in rows:
-        style = None if row["status"] == "completed" else "red"
+        style = {"completed": None, "pruned": "yellow"}.get(row["status"], "red")
         table.add_row(*(_cell(v) for v in row.values()), style=style)
     console = Console()
     if not console.is_terminal:

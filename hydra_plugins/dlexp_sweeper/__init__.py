@@ -1,4 +1,5 @@
-"""The grid sweeper and the launcher of ``dlexp train -m`` (``conf/hydra/{sweeper,launcher}``).
+"""The grid sweeper and the launcher of ``dlexp train -m`` (``conf/hydra/{sweeper,launcher}``);
+the Optuna sweeper (``hydra/sweeper=optuna_study``) is in :mod:`.optuna_sweeper`.
 
 Hydra instantiates plugins only from the ``hydra_plugins`` namespace package, hence their home
 here rather than in ``dlexp``.
