@@ -67,8 +67,8 @@ class PseudoLabelConfig(SemiConfig):
             raise ConfigError(
                 f"{key}.labels_per_class",
                 self.labels_per_class,
-                f"must be < {kept}, the training images of {data.name}'s smallest class "
-                "after the held-out splits (the rest of each class is the unlabeled data)",
+                f"must be < {kept}, about the training images of the smallest class of "
+                f"{data.name} after the held-out splits (the rest of each class is unlabeled)",
             )
 
 
