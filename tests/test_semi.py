@@ -10,16 +10,26 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import nn
 
+from dlexp.config import to_config, to_yaml
 from dlexp.config.data import DigitsConfig
-from dlexp.config.semi import PseudoLabelConfig
+from dlexp.config.semi import NoSemiConfig, PseudoLabelConfig
 from dlexp.data import build_datamodule
 from dlexp.data.digits import DigitsDataModule
 from dlexp.data.splits import RawData, Split
 from dlexp.pseudo_label import PseudoLabelLoss, PseudoLabelModule, rampup_weight
 
-from conftest import QUICK, only_run_dir, read_epochs, read_metrics, run_inprocess, run_python
+from conftest import (
+    QUICK,
+    compose_config,
+    only_run_dir,
+    read_epochs,
+    read_metrics,
+    run_inprocess,
+    run_python,
+)
 
 
 def test_loss_counts_only_predictions_above_the_threshold():
@@ -153,3 +163,9 @@ def test_bad_semi_values_are_one_line_without_torch(tmp_path, args, message):
     assert message in done.stderr and done.stderr.count("error:") == 1
     assert "Traceback" not in done.stderr
     assert list(tmp_path.iterdir()) == []  # nothing created
+
+
+def test_a_run_saved_before_the_semi_group_reads_as_supervised_only():
+    saved = OmegaConf.create(to_yaml(compose_config("semi=pseudo_label")))
+    del saved["semi"]
+    assert to_config(saved).semi == NoSemiConfig()
