@@ -60,6 +60,11 @@ class PseudoLabelModule(ClassificationModule):
         self.unlabeled_loss, self.pseudo_share, self.unlabeled_weight = (
             BatchMean() for _ in range(3)
         )
+        self._unlabeled_logged = [  # (name, metric, shown in the progress bar)
+            ("train/unlabeled_loss", self.unlabeled_loss, False),
+            ("train/pseudo_share", self.pseudo_share, False),
+            ("train/unlabeled_weight", self.unlabeled_weight, False),
+        ]
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, targets, unlabeled = batch
@@ -69,14 +74,11 @@ class PseudoLabelModule(ClassificationModule):
         if weight == 0:
             return loss
         pseudo_loss, mask = self.pseudo_loss(self.forward(unlabeled))
-        for name, value in (
-            ("unlabeled_loss", pseudo_loss),
-            ("pseudo_share", mask.mean()),
-            ("unlabeled_weight", torch.tensor(weight)),
-        ):
-            metric: BatchMean = getattr(self, name)
-            metric.update(value, len(unlabeled))
-            self._log_per_epoch(f"train/{name}", metric, prog_bar=False)
+        count = len(unlabeled)
+        self.unlabeled_loss.update(pseudo_loss, count)
+        self.pseudo_share.update(mask.mean(), count)
+        self.unlabeled_weight.update(torch.tensor(weight), count)
+        self._log_once("train/unlabeled", self._unlabeled_logged)
         return loss + weight * pseudo_loss
 
 
