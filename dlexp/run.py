@@ -35,8 +35,8 @@ from dlexp.io import atomic_write_text, remove_stale_temps
 from dlexp.loggers import SampleImages, build_loggers, log_final_hparams, log_run_config
 from dlexp.loss import ClassificationLoss
 from dlexp.models import build_model, fit_to_data
-from dlexp.module import ClassificationModule
 from dlexp.progress import LayerSummary
+from dlexp.pseudo_label import module_class
 from dlexp.record import RunRecord
 from dlexp.regularization import WeightPenalty
 from dlexp.resized_schedule import ResizedSchedule
@@ -89,7 +89,7 @@ def train(
     set_verbose(cfg.verbose)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = build_datamodule(cfg.data, seed=cfg.seed, augment=cfg.augment)
+    datamodule = build_datamodule(cfg.data, seed=cfg.seed, augment=cfg.augment, semi=cfg.semi)
     datamodule.setup("fit")
     model = build_model(
         cfg.model,
@@ -99,7 +99,8 @@ def train(
     )
     transfer = prepare_transfer(cfg.transfer, model, cfg.model)
     fit_to_data(model, datamodule.train_split.images, datamodule.normalizer)  # whitening layers
-    module = ClassificationModule(
+    module_cls, semi_kwargs = module_class(cfg.semi)  # semi=pseudo_label: PseudoLabelModule
+    module = module_cls(
         model,
         datamodule.normalizer,
         datamodule.num_classes,
@@ -108,6 +109,7 @@ def train(
         criterion=ClassificationLoss(cfg.loss.label_smoothing),
         penalty=WeightPenalty(cfg.regularization, model, n=len(datamodule.train_split)),
         tta=build_tta(cfg.test, cfg.data.flip_ok),
+        **semi_kwargs,
     )
     history = EpochHistory(run_dir / "epochs.csv", resume_after_epoch=plan.epoch)
     interrupts = InterruptHandler()
@@ -165,6 +167,8 @@ def train(
         },
         transfer=transfer.record,
     )
+    if datamodule.unlabeled_split is not None:  # semi=pseudo_label
+        running["data"]["unlabeled"] = len(datamodule.unlabeled_split)
     checkpoint = find_checkpoint_callback(callbacks)
 
     def record_stopped(**why) -> None:

@@ -116,6 +116,12 @@ BAD_TRAIN_LINES = [
     ),
     (["trainer.devices=0"], "trainer.devices=0: must be auto, free, a count >= 1, -1 (all)"),
     (["trainer.devices=[0,1]"], "trainer: `devices` selected with `CPUAccelerator` should be"),
+    (["semi.threshold=0.5"], "semi.threshold=0.5: unknown key 'semi.threshold'"),  # none's
+    (
+        ["semi=pseudo_label", "semi.threshold=1.5"],
+        "semi.threshold=1.5: must be a number in (0, 1]",
+    ),
+    (["semi=pseudo_label", "semi.unlabeled_ratio=0"], "semi.unlabeled_ratio=0: must be >= 1"),
     (["resume={tmp}/missing"], "resume={tmp}/missing: must be a dlexp run directory"),
     # below a file: a folder even root cannot create (nothing is written)
     (["hydra.run.dir={tmp}/a_file/run"], "hydra.run.dir={tmp}/a_file/run: cannot write there"),

@@ -36,6 +36,7 @@ GRIDS = {
     "plain_vs_residual": (["model", "model.residual"], 4),
     "data_size": (["data.train_samples"], 4),
     "seeds": (["seed"], 5),
+    "semi_supervised": (["semi.weight", "seed"], 6),
     "transfer_mnist": (["+experiment/transfer_policy", "seed"], 15),
     "transfer_mnist_pretrain": ([], 1),
     "speedrun_cifar10": ([], 1),

@@ -62,6 +62,7 @@ def completed(tmp_path_factory):
         "data.batch_size=8",
         "trainer.precision=bf16-mixed",
         "+callbacks.early_stopping._target_=pytorch_lightning.callbacks.EarlyStopping",
+        "semi=pseudo_label",
     ],
 )
 def test_a_change_resume_cannot_honour_is_refused_before_anything_is_written(

@@ -46,6 +46,8 @@ class DataConfig:
     native_channels: ClassVar[int] = 1
     native_num_classes: ClassVar[int] = 10
     flip_ok: ClassVar[bool] = False  # whether a mirrored image keeps its label
+    # images of each class in the source's training files (empty: unknown before loading)
+    train_class_counts: ClassVar[tuple[int, ...]] = ()
 
     name: str = MISSING
     batch_size: int = param(128, ge=1)
@@ -122,6 +124,9 @@ class DigitsConfig(DataConfig):
     """
 
     native_size: ClassVar[int] = 8
+    train_class_counts: ClassVar[tuple[int, ...]] = (
+        178, 182, 177, 183, 181, 182, 181, 179, 174, 180,
+    )  # fmt: skip
 
     name: str = "digits"
     batch_size: int = param(64, ge=1)
@@ -147,6 +152,9 @@ class DownloadedDataConfig(DataConfig):
 class MNISTConfig(DownloadedDataConfig):
     """MNIST: 60,000 training and 10,000 test images of handwritten digits, 28x28 px."""
 
+    train_class_counts: ClassVar[tuple[int, ...]] = (
+        5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949,
+    )  # fmt: skip
     name: str = "mnist"
 
 
@@ -154,6 +162,7 @@ class MNISTConfig(DownloadedDataConfig):
 class FashionMNISTConfig(DownloadedDataConfig):
     """Fashion-MNIST: ten kinds of clothing, 28x28 px, MNIST's split sizes."""
 
+    train_class_counts: ClassVar[tuple[int, ...]] = (6000,) * 10
     name: str = "fashion_mnist"
 
 
@@ -161,6 +170,7 @@ class FashionMNISTConfig(DownloadedDataConfig):
 class KMNISTConfig(DownloadedDataConfig):
     """Kuzushiji-MNIST: ten cursive Japanese (hiragana) characters, 28x28 px."""
 
+    train_class_counts: ClassVar[tuple[int, ...]] = (6000,) * 10
     name: str = "kmnist"
 
 
@@ -179,6 +189,7 @@ class CIFAR10Config(VerifiedDataConfig):
     """CIFAR-10: 50,000 training and 10,000 test colour images of 32x32 px, 10 classes."""
 
     flip_ok: ClassVar[bool] = True
+    train_class_counts: ClassVar[tuple[int, ...]] = (5000,) * 10
     name: str = "cifar10"
 
 
@@ -188,6 +199,7 @@ class CIFAR100Config(VerifiedDataConfig):
 
     native_num_classes: ClassVar[int] = 100
     flip_ok: ClassVar[bool] = True
+    train_class_counts: ClassVar[tuple[int, ...]] = (500,) * 100
     name: str = "cifar100"
 
 

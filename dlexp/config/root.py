@@ -27,6 +27,7 @@ from dlexp.config.model import MODEL_SCHEMAS
 from dlexp.config.model_base import ModelConfig
 from dlexp.config.optimizer import OPTIMIZER_SCHEMAS, OptimizerConfig
 from dlexp.config.scheduler import SCHEDULER_SCHEMAS, SchedulerConfig
+from dlexp.config.semi import SEMI_SCHEMAS, NoSemiConfig, SemiConfig
 from dlexp.config.sweeper import OptunaSweeperConfig
 from dlexp.config.test import TestConfig
 from dlexp.config.trainer import TrainerConfig
@@ -66,6 +67,7 @@ class Config:
     scheduler: SchedulerConfig = MISSING
     augment: AugmentConfig = MISSING
     transfer: TransferConfig = MISSING
+    semi: SemiConfig = MISSING
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -85,7 +87,7 @@ class Config:
         """Rules spanning groups, known without torch: the model takes the data's image
         size, the schedule fits the run's length, ``resume`` names a run (and is not
         combined with ``overwrite``), a test-time shift is smaller than the images, the
-        alternating flip has the in-memory loader."""
+        alternating flip has the in-memory loader, ``semi`` leaves unlabeled images."""
         from dlexp.resume import run_dir_of
 
         if self.resume is not None and self.overwrite:
@@ -102,6 +104,7 @@ class Config:
                 "needs data.loader=memory (the flips follow the loader's epoch)",
             )
         self.scheduler.check_against(self.trainer.max_epochs, "scheduler")
+        self.semi.check_against(self.data, "semi")
         size = self.data.shape().image_size
         if self.test.tta == "flip_translate" and self.test.translate >= size:
             raise ConfigError(
@@ -118,6 +121,7 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "scheduler": SCHEDULER_SCHEMAS,
     "augment": dict.fromkeys(AUGMENT_LEVELS, AugmentConfig),
     "transfer": TRANSFER_SCHEMAS,
+    "semi": SEMI_SCHEMAS,
 }
 
 
@@ -152,6 +156,7 @@ def to_config(cfg: DictConfig, *, check: bool = True) -> Config:
     """
     if OmegaConf.get_type(cfg) is not Config:
         typed = OmegaConf.structured(Config)
+        typed.semi = NoSemiConfig()  # a run saved before the semi group: supervised only
         for group in GROUP_SCHEMAS:
             if group in cfg:
                 typed[group] = OmegaConf.merge(

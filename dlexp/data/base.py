@@ -21,10 +21,11 @@ from typing import ClassVar
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from dlexp.config.augment import AugmentConfig
 from dlexp.config.data import DataConfig
+from dlexp.config.semi import PseudoLabelConfig, SemiConfig
 from dlexp.data.augment import (
     AugmentedImages,
     MixingCollate,
@@ -34,6 +35,7 @@ from dlexp.data.augment import (
 )
 from dlexp.data.augment import image_transform as augment_transform
 from dlexp.data.batch_augment import mirror_half
+from dlexp.data.combined import LabeledAndUnlabeled
 from dlexp.data.memory import MemoryBatches, drops_single_last
 from dlexp.data.normalize import InputNormalizer
 from dlexp.data.splits import (
@@ -41,6 +43,7 @@ from dlexp.data.splits import (
     Split,
     fold_split,
     select_classes,
+    split_unlabeled,
     stratified_split,
     subsample,
 )
@@ -85,16 +88,25 @@ class ImageDataModule(pl.LightningDataModule):
     The dataset's facts (native size, channels, classes, whether a mirrored image keeps
     its label) come with its schema, ``cfg`` (:mod:`dlexp.config.data`). The jobs of a sweep
     in one process load the files once (``reuse_loads``; not for folders of images, which
-    may change between jobs).
+    may change between jobs). With ``semi`` (:mod:`dlexp.config.semi`) the training split
+    keeps a labeled subset and the rest becomes :attr:`unlabeled_split` (labels dropped).
     """
 
     reuse_loads: ClassVar[bool] = True
 
-    def __init__(self, cfg: DataConfig, seed: int, augment: AugmentConfig | None = None) -> None:
+    def __init__(
+        self,
+        cfg: DataConfig,
+        seed: int,
+        augment: AugmentConfig | None = None,
+        semi: SemiConfig | None = None,
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         self.seed = seed
         self.augment = augment
+        self.semi = semi
+        self.unlabeled_split: Split | None = None  # images only: every label is -1
         self.train_split: Split | None = None
         self.val_split: Split | None = None
         self.test_split: Split | None = None
@@ -159,12 +171,20 @@ class ImageDataModule(pl.LightningDataModule):
             total=self.cfg.train_samples,
             per_class=self.cfg.train_samples_per_class,
         )
+        unlabeled = None
+        if isinstance(self.semi, PseudoLabelConfig):
+            train, unlabeled = split_unlabeled(train, self.seed, self.semi.labels_per_class)
+            unlabeled = Split(resize(unlabeled.images, self.image_size), unlabeled.labels)
         size = self.image_size
         self.train_split, self.val_split, self.test_split = (
             Split(resize(s.images, size), s.labels) for s in (train, val, test)
         )
+        self.unlabeled_split = unlabeled
         self.num_classes, self.class_names = raw.num_classes, raw.class_names
-        self.normalizer = InputNormalizer.fit(self.cfg.normalize, self.train_split.images)
+        fit_on = self.train_split.images  # every training image, labeled or not
+        if unlabeled is not None:
+            fit_on = torch.cat([fit_on, unlabeled.images])
+        self.normalizer = InputNormalizer.fit(self.cfg.normalize, fit_on)
 
     def _load_once(self) -> RawData:
         """:meth:`load`, or the last load of this process if it read the same files, unchanged
@@ -182,27 +202,36 @@ class ImageDataModule(pl.LightningDataModule):
             _last_load[key] = self.load()
         return _last_load[key]
 
-    def _loader(self, dataset, shuffle: bool, collate_fn=None) -> DataLoader:
+    def _loader(
+        self, dataset, shuffle: bool, collate_fn=None, batch_size: int = 0, samples: int = 0
+    ) -> DataLoader:
         """Batches of ``dataset``; a shuffled (training) epoch drops a last batch of one sample
-        (:func:`drops_single_last`; under DDP counted per rank, as its sampler shards)."""
+        (:func:`drops_single_last`; under DDP counted per rank, as its sampler shards).
+        ``samples``: an epoch of that many (consecutive shuffles of ``dataset``)."""
         trainer = self.trainer
         world = trainer.world_size if trainer is not None else 1
-        per_rank = -(-len(dataset) // world)
+        batch_size = batch_size or self.cfg.batch_size
+        per_rank = -(-(samples or len(dataset)) // world)
+        sampler = RandomSampler(dataset, num_samples=samples) if samples else None
         return DataLoader(
             dataset,
-            batch_size=self.cfg.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle and drops_single_last(per_rank, self.cfg.batch_size),
+            batch_size=batch_size,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            drop_last=shuffle and drops_single_last(per_rank, batch_size),
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
             collate_fn=collate_fn,
         )
 
-    def _in_memory(self, split: Split, train: bool) -> MemoryBatches:
+    def _in_memory(
+        self, split: Split, train: bool, mix: bool = True, batch_size: int = 0, samples: int = 0
+    ) -> MemoryBatches:
         """``split`` on the training device, served by index (``data.loader=memory``).
 
         For the alternating flip, the training images are held with a random half of them
-        mirrored (:func:`~dlexp.data.batch_augment.mirror_half`).
+        mirrored (:func:`~dlexp.data.batch_augment.mirror_half`). ``mix``: MixUp/CutMix
+        the training batches; ``batch_size``/``samples`` as :meth:`_loader`.
         """
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
@@ -218,10 +247,11 @@ class ImageDataModule(pl.LightningDataModule):
         batches = MemoryBatches(
             images,
             labels,
-            self.cfg.batch_size,
+            batch_size or self.cfg.batch_size,
             shuffle=train,
-            seed=self.seed,
-            mix=batch_mix(self.augment, self.num_classes) if train else None,
+            seed=self.seed + (split is self.unlabeled_split),  # its own order
+            samples=samples,
+            mix=batch_mix(self.augment, self.num_classes) if train and mix else None,
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
         )
@@ -231,19 +261,33 @@ class ImageDataModule(pl.LightningDataModule):
             )
         return batches
 
-    def train_dataloader(self) -> DataLoader | MemoryBatches:
-        """Training batches, augmented by ``augment`` (per image, then per batch)."""
-        split = self.train_split
+    def train_dataloader(self) -> DataLoader | MemoryBatches | LabeledAndUnlabeled:
+        """Training batches, augmented by ``augment`` (per image, then per batch); with an
+        unlabeled split, each labeled batch comes with a batch of its unlabeled images
+        (``semi.unlabeled_ratio`` times as many, the same augmentation, no MixUp/CutMix)."""
+        if self.unlabeled_split is None:
+            return self._train_batches(self.train_split)
+        size = self.cfg.batch_size * self.semi.unlabeled_ratio
+        unlabeled = self._train_batches(self.unlabeled_split, mix=False, batch_size=size)
+        labeled = self._train_batches(
+            self.train_split, samples=len(unlabeled) * self.cfg.batch_size
+        )
+        return LabeledAndUnlabeled(labeled, unlabeled)
+
+    def _train_batches(
+        self, split: Split, mix: bool = True, batch_size: int = 0, samples: int = 0
+    ) -> DataLoader | MemoryBatches:
         if self.cfg.loader == "memory":
-            return self._in_memory(split, train=True)
+            return self._in_memory(split, True, mix, batch_size, samples)
         transform = augment_transform(self.augment, self.image_size, self.cfg.flip_ok)
         dataset = (
             AugmentedImages(split.images, split.labels, transform)
             if transform is not None
             else TensorDataset(split.images, split.labels)
         )
-        mix = batch_mix(self.augment, self.num_classes)
-        return self._loader(dataset, shuffle=True, collate_fn=MixingCollate(mix) if mix else None)
+        mixing = batch_mix(self.augment, self.num_classes) if mix else None
+        collate = MixingCollate(mixing) if mixing else None
+        return self._loader(dataset, True, collate, batch_size, samples)
 
     def val_dataloader(self) -> DataLoader | MemoryBatches:
         if self.cfg.loader == "memory":

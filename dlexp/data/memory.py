@@ -51,6 +51,8 @@ class MemoryBatches:
     ``mix`` (:class:`BatchMix`) apply to each batch in turn. ``rank``/``world_size`` shard
     the split between DDP processes. Batches stay on the tensors' device. A shuffled
     (training) epoch drops a last batch of one sample (BatchNorm cannot train on it).
+    ``samples``: a shuffled epoch of that many images, drawn as consecutive permutations
+    (a small labeled subset alongside a larger unlabeled set); 0: the split once.
     """
 
     def __init__(
@@ -65,8 +67,10 @@ class MemoryBatches:
         mix: BatchMix | None = None,
         rank: int = 0,
         world_size: int = 1,
+        samples: int = 0,
     ) -> None:
         self.images, self.labels = images, labels
+        self.samples = samples if shuffle else 0
         self.batch_size, self.shuffle = batch_size, shuffle
         self.augment, self.mix = augment, mix
         self.rank, self.world_size = rank, world_size
@@ -74,8 +78,13 @@ class MemoryBatches:
         self.batch_sampler = None  # Lightning inspects loaders as it would a DataLoader
 
     def _indices(self, gen: torch.Generator) -> torch.Tensor:
-        n = len(self.labels)
-        order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+        n = self.samples or len(self.labels)
+        if self.samples:
+            count = len(self.labels)
+            rounds = [torch.randperm(count, generator=gen) for _ in range(-(-n // count))]
+            order = torch.cat(rounds)[:n]
+        else:
+            order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
         if self.world_size == 1:
             return order
         if self.shuffle:  # equal shards, so that every rank runs the same number of steps
@@ -84,7 +93,7 @@ class MemoryBatches:
         return order[self.rank :: self.world_size]
 
     def __len__(self) -> int:
-        n = len(self.labels)
+        n = self.samples or len(self.labels)
         if self.world_size > 1:
             n = (
                 math.ceil(n / self.world_size)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dlexp.config.augment import AugmentConfig
 from dlexp.config.data import DATA_SCHEMAS, DataConfig
+from dlexp.config.semi import SemiConfig
 
 DATASETS: dict[str, type] = {}  # schema name -> datamodule class
 
@@ -24,7 +25,12 @@ def register_data(name: str):
     return decorator
 
 
-def build_datamodule(cfg: DataConfig, seed: int, augment: AugmentConfig | None = None):
+def build_datamodule(
+    cfg: DataConfig,
+    seed: int,
+    augment: AugmentConfig | None = None,
+    semi: SemiConfig | None = None,
+):
     """The datamodule for ``cfg`` (the typed ``data`` node), split with ``seed``;
-    ``augment`` augments the training split only."""
-    return DATASETS[cfg.name](cfg, seed, augment)
+    ``augment`` augments the training split only; ``semi`` may leave part of it unlabeled."""
+    return DATASETS[cfg.name](cfg, seed, augment, semi)

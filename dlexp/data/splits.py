@@ -127,15 +127,34 @@ def subsample(split: Split, seed: int, *, total: int | None, per_class: int | No
 
 
 def _per_class(split: Split, seed: int, count: int) -> Split:
+    return split.subset(_per_class_index(split, seed, count, "data.train_samples_per_class"))
+
+
+def _per_class_index(split: Split, seed: int, count: int, key: str, spare: int = 0) -> torch.Tensor:
+    """The sorted indices of ``count`` images of every class, drawn from ``seed``; a class
+    with fewer than ``count + spare`` images is a :class:`ConfigError` for ``key``."""
     generator = torch.Generator().manual_seed(seed)
     chosen = []
     for label in split.labels.unique().tolist():
         index = (split.labels == label).nonzero().flatten()
-        if len(index) < count:
+        if len(index) < count + spare:
+            more = f" (and {spare} more left unlabeled)" if spare else ""
             raise ConfigError(
-                "data.train_samples_per_class",
+                key,
                 count,
-                f"class {label} has only {len(index)} training images after the validation split",
+                f"class {label} has only {len(index)} training images after the validation "
+                f"split; needs {count}{more}",
             )
         chosen.append(index[torch.randperm(len(index), generator=generator)[:count]])
-    return split.subset(torch.cat(chosen).sort().values)
+    return torch.cat(chosen).sort().values
+
+
+def split_unlabeled(split: Split, seed: int, per_class: int) -> tuple[Split, Split]:
+    """``per_class`` images of every class keep their labels (the images
+    ``subsample(per_class=...)`` keeps); the rest of ``split`` becomes unlabeled: its images,
+    with every label replaced by -1 here, so that nothing downstream can read one."""
+    labeled = _per_class_index(split, seed, per_class, "semi.labels_per_class", spare=1)
+    rest = torch.ones(len(split), dtype=torch.bool)
+    rest[labeled] = False
+    unlabeled = split.images[rest]
+    return split.subset(labeled), Split(unlabeled, torch.full((len(unlabeled),), -1))
