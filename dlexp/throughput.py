@@ -46,7 +46,7 @@ class TrainingThroughput(pl.Callback):
         rate = self.images / self.seconds if self.seconds > 0 else None
         return {
             "train_images": self.images,
-            "train_seconds": round(self.seconds, 3),
+            "train_seconds": round(self.seconds, 6),
             "images_per_s": None if rate is None else round(rate, 1),
         }
 

@@ -99,7 +99,9 @@ def package(tmp_path_factory) -> dict[str, Path]:
     run([sys.executable, "-c", build_sdist, str(dist)], cwd=source, env=env)
     (sdist,) = dist.glob("dlexp-*.tar.gz")
     with tarfile.open(sdist) as archive:
-        archive.extractall(tmp / "unpacked", filter="data")
+        # the "data" filter where this Python has it (3.11.4+, 3.10.12+): plain files only
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        archive.extractall(tmp / "unpacked", **safe)
     (unpacked,) = (tmp / "unpacked").iterdir()
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-cache-dir"]
     wheel_cmd = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), "."]
