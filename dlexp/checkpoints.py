@@ -139,3 +139,23 @@ def restore_module(
     module = ClassificationModule(model, normalizer, num_classes, optimizer=None, tta=tta)
     load_exact(module, state, key, shown)
     return module.eval()
+
+
+def restore_for_test(cfg, state: dict[str, torch.Tensor], *, key: str, shown: str, tta=None):
+    """``(datamodule, module)``: the test data of the run's config ``cfg`` (set up) and the
+    run's LightningModule restored from ``state`` for it (see :func:`restore_module`)."""
+    from dlexp.data import build_datamodule
+
+    datamodule = build_datamodule(cfg.data, seed=cfg.seed)
+    datamodule.setup("test")
+    module = restore_module(
+        cfg.model,
+        state,
+        in_channels=datamodule.in_channels,
+        num_classes=datamodule.num_classes,
+        image_size=datamodule.image_size,
+        key=key,
+        shown=shown,
+        tta=tta,
+    )
+    return datamodule, module

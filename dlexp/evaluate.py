@@ -80,26 +80,16 @@ def evaluate(cfg: Config, ckpt: Path, state: dict, overrides: list[str]) -> dict
     """
     import pytorch_lightning as pl
 
-    from dlexp.checkpoints import restore_module
+    from dlexp.checkpoints import restore_for_test
     from dlexp.console import set_verbose
-    from dlexp.data import build_datamodule
     from dlexp.trainer import build_trainer
     from dlexp.tta import build_tta, tta_record
 
     set_verbose(cfg.verbose)
     started = time.time()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = build_datamodule(cfg.data, seed=cfg.seed)
-    datamodule.setup("test")
-    module = restore_module(
-        cfg.model,
-        state,
-        in_channels=datamodule.in_channels,
-        num_classes=datamodule.num_classes,
-        image_size=datamodule.image_size,
-        key="ckpt",
-        shown=str(ckpt),
-        tta=build_tta(cfg.test, cfg.data.flip_ok),
+    datamodule, module = restore_for_test(
+        cfg, state, key="ckpt", shown=str(ckpt), tta=build_tta(cfg.test, cfg.data.flip_ok)
     )
     # one process, whatever the run trained with (DDP would pad and repeat test samples)
     single = dataclasses.replace(cfg.trainer, strategy="auto", devices=1, num_nodes=1)

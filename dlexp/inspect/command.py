@@ -85,23 +85,12 @@ def _layers(target: str, out: str | None) -> int:
     in_run = folder.absolute().is_relative_to(run_dir.absolute())  # one writer per run dir
     lock = acquire(run_dir, f"out={folder} (in the run dir {run_dir})") if in_run else None
     with lock or nullcontext():
-        from dlexp.checkpoints import lightning_state_dict, restore_module, safe_load
-        from dlexp.data import build_datamodule
+        from dlexp.checkpoints import lightning_state_dict, restore_for_test, safe_load
         from dlexp.inspect.callbacks import fixed_images, write_pictures
         from dlexp.inspect.layers import layer_pictures
 
         state = lightning_state_dict(safe_load(ckpt, "run"), ckpt, "run")
-        data = build_datamodule(cfg.data, seed=cfg.seed)
-        data.setup("test")
-        module = restore_module(
-            cfg.model,
-            state,
-            in_channels=data.in_channels,
-            num_classes=data.num_classes,
-            image_size=data.image_size,
-            key="run",
-            shown=str(ckpt),
-        )
+        data, module = restore_for_test(cfg, state, key="run", shown=str(ckpt))
         images = fixed_images(data.test_split)
         pictures = layer_pictures(module.model, module.input_transform, images)
         written = write_pictures(pictures, folder)
