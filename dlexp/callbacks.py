@@ -52,13 +52,17 @@ FOUND_BY_TYPE = (
 )
 
 
-def saves_state(callback: pl.Callback) -> bool:
-    """Whether ``callback`` keeps a state in checkpoints (under its own ``state_key``)."""
+def why_not_grouped(callback: pl.Callback) -> str | None:
+    """Why ``callback`` cannot join a :class:`CallbackGroup`; None when it can."""
     kind = type(callback)
-    return (
+    if (
         kind.state_dict is not pl.Callback.state_dict
         or kind.load_state_dict is not pl.Callback.load_state_dict
-    )
+    ):
+        return "saves state"  # under its own state_key in checkpoints
+    if isinstance(callback, FOUND_BY_TYPE):
+        return "is found by its type"
+    return None
 
 
 class CallbackGroup(pl.Callback):
@@ -73,12 +77,8 @@ class CallbackGroup(pl.Callback):
     def __init__(self, members: list[pl.Callback]) -> None:
         self.members = list(members)
         for member in self.members:
-            if saves_state(member):
-                raise ValueError(f"{type(member).__name__} saves state: it cannot join a group")
-            if isinstance(member, FOUND_BY_TYPE):
-                raise ValueError(
-                    f"{type(member).__name__} is found by its type: it cannot join a group"
-                )
+            if why := why_not_grouped(member):
+                raise ValueError(f"{type(member).__name__} {why}: it cannot join a group")
         for hook in HOOKS:
             calls = [
                 getattr(m, hook)
@@ -92,7 +92,7 @@ class CallbackGroup(pl.Callback):
     def gather(cls, own: list[pl.Callback], others: list[pl.Callback]) -> list[pl.Callback]:
         """The Trainer's callbacks: a group of ``own`` and every one of ``others`` that can
         join it (in that order), then the rest of ``others``."""
-        joining = [c for c in others if not saves_state(c) and not isinstance(c, FOUND_BY_TYPE)]
+        joining = [c for c in others if why_not_grouped(c) is None]
         return [cls([*own, *joining]), *(c for c in others if c not in joining)]
 
 

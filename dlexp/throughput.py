@@ -19,17 +19,21 @@ class TrainingThroughput(pl.Callback):
         self.images = 0
         self.seconds = 0.0
         self._since: float | None = None  # when the training now timed started
+        self._world_size = 1
 
     def _pause(self) -> None:
         if self._since is not None:
             self.seconds += time.perf_counter() - self._since
             self._since = None
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._world_size = trainer.world_size  # (read once, not at every step)
+
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._since = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        self.images += len(batch[0]) * trainer.world_size
+        self.images += len(batch[0]) * self._world_size
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._pause()
